@@ -1,0 +1,42 @@
+# ewarn — every target bootstraps .venv on a machine with only Python 3.11+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP_RUN  := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+DEMO_WS ?= ewarn-demo
+
+.PHONY: demo test bench lint clean venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[grib]'
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,grib,dask]'
+	touch $@ $(STAMP_RUN)
+
+venv: $(STAMP_RUN)
+
+## make demo: build the embedded demo region and storm and run the whole chain
+demo: $(STAMP_RUN)
+	$(BIN)/ewarn demo --workspace $(DEMO_WS)
+
+## make test: the whole test suite (non-zero exit on any failure)
+test: $(STAMP_TEST)
+	$(BIN)/python -m pytest -q
+
+## make bench: benchmarks, each printed beside its baseline as a ratio
+bench: $(STAMP_TEST)
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+## make lint: ruff
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_WS) .pytest_cache build dist

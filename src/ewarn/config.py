@@ -1,0 +1,280 @@
+"""Settings and the workspace.
+
+A workspace is a folder holding ``ewarn.toml`` (the settings), the region, the
+forecast archive, assessments, plans, reports and the database. Settings are
+read from ``ewarn.toml`` and overridden by ``EWARN_*`` environment variables,
+with ``__`` between nested keys (``EWARN_ALERTS__GATEWAY=twilio``). Secrets
+(gateway credentials) are never settings: :func:`secret` reads them from the
+environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from ewarn.errors import ConfigError, WorkspaceError
+
+#: Environment variable naming the default workspace folder.
+WORKSPACE_ENV = "EWARN_WORKSPACE"
+#: Workspace used when neither ``--workspace`` nor ``EWARN_WORKSPACE`` is given.
+DEFAULT_WORKSPACE = Path("ewarn-data")
+SETTINGS_FILE = "ewarn.toml"
+#: Local time shown to people; stored times are UTC.
+LOCAL_TZ = "Asia/Ho_Chi_Minh"
+#: Sub-folders every workspace has.
+WORKSPACE_DIRS = ("forecasts", "assessments", "plans", "reports", "outbox", "cache")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WorkspaceSettings(_Section):
+    """``[workspace]``: where things are."""
+
+    region: str = Field("region", description="region folder, relative to the workspace")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means sqlite file ewarn.db in the workspace"
+    )
+    log_level: str = "INFO"
+    language: str = Field("vi", pattern="^(vi|en)$", description="language of reports")
+
+
+class SourceProfile(_Section):
+    """A forecast source profile (``[forecasts.sources.NAME]``)."""
+
+    kind: str = Field("cf-netcdf", description="reader: cf-netcdf, grib, drop-folder")
+    path: str = Field("", description="file, glob, URL or folder the source reads")
+    variable: str = Field("", description="variable name in the file; empty = auto")
+    accumulation: str = Field(
+        "interval", description="interval | since-start | bucket | rate"
+    )
+    units: str = Field("", description="override the file's units (only if the file is wrong)")
+    schedule_hours: list[int] = Field(default_factory=list, description="cycle hours (UTC)")
+    availability_delay_hours: float = 0.0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ForecastSettings(_Section):
+    """``[forecasts]``: ingestion and validation."""
+
+    max_age_hours: float = Field(36.0, gt=0, description="older forecasts are stale")
+    margin_deg: float = Field(0.5, ge=0, description="margin around the region when subsetting")
+    max_nan_fraction: float = Field(0.05, ge=0, le=1)
+    sources: dict[str, SourceProfile] = Field(default_factory=dict)
+
+
+class AlertSettings(_Section):
+    """``[alerts]``: who is warned, through which gateway."""
+
+    gateway: str = Field("file", description="gateway name (entry point ewarn.sms_gateways)")
+    min_level: int = Field(1, ge=1, le=5, description="lowest level that warns officials")
+    sender: str = "ewarn"
+
+
+class RoutingSettings(_Section):
+    """``[routing]``: evacuation planning defaults."""
+
+    mode: str = Field("motorbike", pattern="^(walk|motorbike|car)$")
+    evacuation_level: int = Field(2, ge=1, le=5)
+    max_travel_minutes: float = Field(120.0, gt=0)
+    safety_margin_minutes: float = Field(60.0, ge=0)
+
+
+class Settings(_Section):
+    """All settings of a workspace (the content of ``ewarn.toml``)."""
+
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    forecasts: ForecastSettings = Field(default_factory=ForecastSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Nested dict from ``EWARN_SECTION__KEY=value`` variables."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith("EWARN_") or name == WORKSPACE_ENV:
+            continue
+        path = [p.lower() for p in name[len("EWARN_"):].split("__") if p]
+        if len(path) < 2:
+            continue  # EWARN_FOO alone is not a setting (e.g. EWARN_OPERATOR_TOKEN)
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(err: PydanticValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid settings"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - key '{key}' is not a known setting (check its spelling)")
+        else:
+            lines.append(f"  - key '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from a TOML file, then apply ``EWARN_*`` overrides.
+
+    Parameters
+    ----------
+    path : Path, optional
+        ``ewarn.toml``; defaults only when None or absent.
+    environ : dict, optional
+        Environment to read overrides from (default ``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        The file is not TOML, or a key is unknown or of the wrong type; the
+        message names the key and the expected type.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None and path.exists():
+        origin = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or restore it "
+                              "with 'ewarn init'") from None
+    env = _env_overrides(environ)
+    if env:
+        origin += " + EWARN_* environment"
+    try:
+        return Settings.model_validate(_merge(data, env))
+    except PydanticValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+
+
+def secret(name: str, *, required: bool = True, environ: dict[str, str] | None = None) -> str | None:
+    """A secret from the environment (never from a file, never logged).
+
+    Raises
+    ------
+    ConfigError
+        When ``required`` and the variable is unset or empty.
+    """
+    value = (os.environ if environ is None else environ).get(name)
+    if not value and required:
+        raise ConfigError(f"environment variable {name} is not set; export it before running "
+                          "(secrets are read from the environment only)")
+    return value or None
+
+
+@dataclass
+class Workspace:
+    """An initialised workspace folder and its settings."""
+
+    root: Path
+    settings: Settings
+
+    @property
+    def database_url(self) -> str:
+        url = self.settings.workspace.database_url
+        return url or f"sqlite:///{(self.root / 'ewarn.db').as_posix()}"
+
+    @property
+    def region_dir(self) -> Path:
+        return (self.root / self.settings.workspace.region).resolve()
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the workspace, e.g. ``ws.path('forecasts', 'gfs')``."""
+        return self.root.joinpath(*parts)
+
+    @classmethod
+    def open(cls, root: Path | str | None = None, *, create: bool = False) -> Workspace:
+        """Open (or with ``create`` initialise) a workspace.
+
+        ``root`` defaults to ``$EWARN_WORKSPACE``, else ``./ewarn-data``.
+        """
+        root = resolve_workspace(root)
+        if not (root / SETTINGS_FILE).exists():
+            if not create:
+                raise WorkspaceError(
+                    f"{root} is not an ewarn workspace (no {SETTINGS_FILE}); "
+                    f"create it with 'ewarn init {root}' or pass --workspace"
+                )
+            return init_workspace(root)
+        return cls(root=root, settings=load_settings(root / SETTINGS_FILE))
+
+
+def resolve_workspace(root: Path | str | None) -> Path:
+    if root is None:
+        root = os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
+    return Path(root).expanduser().resolve()
+
+
+DEFAULT_TOML = """\
+# ewarn workspace settings. Environment variables EWARN_SECTION__KEY override
+# any key (e.g. EWARN_ALERTS__GATEWAY=twilio). Secrets never go here: gateway
+# credentials are read from the environment (TWILIO_ACCOUNT_SID, ...).
+
+[workspace]
+region = "region"          # region folder, relative to this file
+database_url = ""          # empty: SQLite file ewarn.db here
+log_level = "INFO"
+language = "vi"            # vi | en
+
+[forecasts]
+max_age_hours = 36         # older forecasts are refused as stale
+margin_deg = 0.5           # kept around the region when subsetting
+max_nan_fraction = 0.05
+
+[alerts]
+gateway = "file"           # file | console | twilio | http | failover
+min_level = 1
+
+[routing]
+mode = "motorbike"         # walk | motorbike | car
+evacuation_level = 2
+max_travel_minutes = 120
+safety_margin_minutes = 60
+"""
+
+
+def init_workspace(root: Path | str) -> Workspace:
+    """Create a workspace: settings file, folders and database (idempotent).
+
+    An existing ``ewarn.toml`` is kept as it is.
+    """
+    root = Path(root).expanduser().resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for name in WORKSPACE_DIRS:
+            (root / name).mkdir(exist_ok=True)
+        settings_path = root / SETTINGS_FILE
+        if not settings_path.exists():
+            tmp = settings_path.with_suffix(".toml.tmp")
+            tmp.write_text(DEFAULT_TOML, encoding="utf-8")
+            tmp.replace(settings_path)
+    except OSError as exc:
+        raise WorkspaceError(f"cannot create workspace {root}: {exc.strerror}; "
+                             "choose a writable folder with --workspace") from None
+    ws = Workspace(root=root, settings=load_settings(root / SETTINGS_FILE))
+    from ewarn import store  # the database lives in the workspace
+
+    store.Store.open(ws.database_url)
+    return ws

@@ -1,0 +1,2 @@
+"""Routing room: hazard-aware road graph, shortest paths, optimal shelter
+assignment and departure schedules."""

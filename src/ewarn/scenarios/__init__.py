@@ -1,0 +1,1 @@
+"""Scenarios room: planners' scenario files, what-if runs, comparisons and reports."""
