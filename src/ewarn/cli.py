@@ -1,0 +1,333 @@
+"""The ``ewarn`` command.
+
+Thin: every subcommand parses its options, calls one function of the package
+and prints the result. Errors meant for people (:class:`ewarn.errors.EwarnError`)
+are printed without a traceback and exit with status 2 (1 for validation
+findings); set ``EWARN_DEBUG=1`` to see tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ewarn import __version__
+from ewarn.config import Workspace, init_workspace
+from ewarn.errors import EwarnError, Problem, ValidationError
+from ewarn.log import setup_logging
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="ewarn",
+    help="Flash-flood and landslide early warning and evacuation planning for Vietnam.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+region_app = typer.Typer(help="Region data: communes, terrain, households, shelters, contacts, roads.",
+                         no_args_is_help=True)
+forecasts_app = typer.Typer(help="The forecast archive.", no_args_is_help=True)
+app.add_typer(region_app, name="region")
+app.add_typer(forecasts_app, name="forecasts")
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="workspace folder [default: $EWARN_WORKSPACE or ./ewarn-data]",
+                 show_default=False),
+]
+
+
+def _ws(path: Path | None) -> Workspace:
+    ws = Workspace.open(path)
+    setup_logging(ws.settings.workspace.log_level)
+    return ws
+
+
+def _parse_cycle(value: str | None) -> dt.datetime | None:
+    """``2024-09-07T12``, ``2024090712``, ``2024-09-07T12:00Z`` → aware UTC datetime."""
+    if value is None:
+        return None
+    text = value.strip().upper().removesuffix("Z")
+    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H", "%Y%m%dT%H", "%Y%m%d%H",
+                "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+    raise typer.BadParameter(f"cycle {value!r} is not a time; use e.g. 2024-09-07T12 (UTC)")
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for p in problems:
+        style = "red" if p.severity == "error" else "yellow"
+        err_console.print(f"[{style}]{p.severity}[/]: {p}", markup=True, highlight=False)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    if version:
+        console.print(f"ewarn {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def init(
+    directory: Annotated[Path | None, typer.Argument(help="workspace folder to create")] = None,
+) -> None:
+    """Create a workspace: ewarn.toml, folders and the database (idempotent)."""
+    from ewarn.config import resolve_workspace
+
+    ws = init_workspace(resolve_workspace(directory))
+    console.print(f"workspace ready: [bold]{ws.root}[/]")
+    console.print(f"  settings  {ws.root / 'ewarn.toml'}")
+    console.print(f"  database  {ws.database_url}")
+    console.print(f"  region    {ws.region_dir} (import one with 'ewarn region import')")
+
+
+@region_app.command("import")
+def region_import(
+    communes: Annotated[Path, typer.Option(help="communes: GeoJSON, GeoPackage or shapefile")],
+    code_field: Annotated[str, typer.Option(help="field holding the official commune code")] = "code",
+    name_field: Annotated[str, typer.Option(help="field holding the commune name")] = "name",
+    population_field: Annotated[str, typer.Option(help="field holding the population")] = "population",
+    province_field: Annotated[str | None, typer.Option(help="field holding the province name")] = None,
+    province: Annotated[str | None, typer.Option(help="province of every commune (if no field)")] = None,
+    layer: Annotated[str | None, typer.Option(help="layer of a GeoPackage")] = None,
+    terrain: Annotated[Path | None, typer.Option(help="elevation: NetCDF or GeoTIFF")] = None,
+    households: Annotated[Path | None, typer.Option(help="households.csv")] = None,
+    shelters: Annotated[Path | None, typer.Option(help="shelters.csv")] = None,
+    contacts: Annotated[Path | None, typer.Option(help="contacts.csv")] = None,
+    roads: Annotated[Path | None, typer.Option(help="roads: .osm, .osm.bz2 or .graphml")] = None,
+    fetch_roads: Annotated[bool, typer.Option(help="fetch roads from OpenStreetMap once (network)")] = False,
+    name: Annotated[str | None, typer.Option(help="region name")] = None,
+    dest: Annotated[Path | None, typer.Option(help="region folder [default: the workspace's]")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing region folder")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Build a region folder from real files (all-or-nothing)."""
+    from ewarn.region import import_region
+
+    if dest is None:
+        dest = Workspace.open(workspace, create=True).region_dir
+    with console.status("importing region…"):
+        region = import_region(
+            dest, communes=communes, code_field=code_field, name_field=name_field,
+            population_field=population_field, province_field=province_field, province=province,
+            terrain=terrain, households=households, shelters=shelters, contacts=contacts,
+            roads=roads, fetch_roads=fetch_roads, name=name, overwrite=overwrite, layer=layer,
+        )
+    _print_problems(region.warnings)
+    console.print(f"region [bold]{region.name}[/] imported into {region.folder}: "
+                  f"{len(region.communes)} communes, {len(region.households)} households, "
+                  f"{len(region.shelters)} shelters, {len(region.contacts)} contacts")
+
+
+@region_app.command("validate")
+def region_validate(
+    folder: Annotated[Path | None, typer.Argument(help="region folder [default: the workspace's]")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Check a region folder and list every problem (exit 1 if any error)."""
+    from ewarn.region import validate_region
+
+    folder = folder or Workspace.open(workspace).region_dir
+    problems = validate_region(folder)
+    _print_problems(problems)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        err_console.print(f"[red]{len(errors)} error(s)[/] in {folder}")
+        raise typer.Exit(1)
+    console.print(f"[green]region {folder} is valid[/] ({len(problems)} warning(s))")
+
+
+@region_app.command("show")
+def region_show(
+    folder: Annotated[Path | None, typer.Argument(help="region folder [default: the workspace's]")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Summarise a region: communes with their people, shelters and contacts."""
+    import pandas as pd
+
+    from ewarn.region import Region
+
+    region = Region.load(folder or Workspace.open(workspace).region_dir)
+    c = region.communes
+    hh = region.households.groupby("commune_code").agg(
+        households=("household_id", "size"), people=("people", "sum"),
+        vulnerable=("vulnerable", "sum"))
+    sh_codes = region.commune_of(region.shelters["lon"].to_numpy(), region.shelters["lat"].to_numpy())
+    cap = pd.Series(region.shelters["capacity"].to_numpy(), index=sh_codes).groupby(level=0).sum()
+    ct = region.contacts.groupby("commune_code").size()
+    table = Table(title=f"{region.name} — {len(c)} communes", show_lines=False)
+    for col in ("code", "commune", "population", "legacy province", "households", "people",
+                "vulnerable", "shelter places", "contacts"):
+        table.add_column(col, justify="right" if col not in ("commune", "legacy province") else "left")
+    for row in c.sort_values("code").itertuples():
+        h = hh.loc[row.code] if row.code in hh.index else None
+        table.add_row(
+            row.code, row.name, f"{int(row.population):,}", str(row.legacy_province),
+            f"{int(h.households):,}" if h is not None else "0",
+            f"{int(h.people):,}" if h is not None else "0",
+            f"{int(h.vulnerable):,}" if h is not None else "0",
+            f"{int(cap.get(row.code, 0)):,}", str(int(ct.get(row.code, 0))),
+        )
+    console.print(table)
+    b = region.bounds
+    console.print(f"bounds {b[0]:.3f}–{b[2]:.3f} E, {b[1]:.3f}–{b[3]:.3f} N; "
+                  f"terrain: {'yes' if region.files.get('terrain') else 'no'}; "
+                  f"roads: {region.files['roads'].name if region.files.get('roads') else 'none'}")
+    _print_problems(region.warnings)
+
+
+@app.command()
+def demo(
+    workspace: WorkspaceOpt = None,
+    seed: Annotated[int, typer.Option(help="random seed of the demo region and storm")] = 2024,
+) -> None:
+    """Build the embedded demo region and Yagi-like storm, and run one cycle on it.
+
+    No network, no credentials; the demo never sends a real SMS.
+    """
+    from ewarn import demo as demo_mod
+    from ewarn.config import resolve_workspace
+    from ewarn.pipeline import run_cycle
+    from ewarn.region import Region
+
+    root = resolve_workspace(workspace or Path("ewarn-demo"))
+    ws = init_workspace(root)
+    setup_logging(ws.settings.workspace.log_level)
+    with console.status("building the demo region (Bảo Yên – Phúc Khánh, Lào Cai)…"):
+        demo_mod.build_demo_region(ws.region_dir, seed, overwrite=True)
+        region = Region.load(ws.region_dir)
+    console.print(f"region: {region.name}: {len(region.communes)} communes, "
+                  f"{len(region.households):,} households "
+                  f"({int(region.households['people'].sum()):,} people), "
+                  f"{len(region.shelters)} shelters, {len(region.contacts)} contacts")
+    storm_path = ws.path("incoming", f"demo-storm-{demo_mod.DEMO_CYCLE:%Y%m%dT%H}.nc")
+    with console.status("generating the demo storm forecast…"):
+        demo_mod.build_demo_storm(region, storm_path, seed)
+    with console.status("running the forecast cycle…") as status:
+        result = run_cycle(
+            ws, demo_mod.DEMO_SOURCE, storm_path, region=region,
+            now=demo_mod.DEMO_CYCLE + dt.timedelta(hours=3),
+            progress=lambda step: status.update(f"cycle: {step}…"),
+        )
+    _print_cycle(result)
+    console.print(f"\nworkspace: [bold]{ws.root}[/]")
+
+
+def _print_cycle(result) -> None:
+    import numpy as np
+    import xarray as xr
+
+    console.print(f"cycle {result.source} {result.cycle:%Y-%m-%d %H:%M} UTC: "
+                  f"[green]{result.status}[/] ({' → '.join(result.steps)})")
+    archived = result.results.get("ingest")
+    if archived is not None:
+        with xr.open_dataset(archived.path) as ds:
+            total = ds["precipitation"].sum("time")
+            if "member" in total.dims:
+                total = total.mean("member")
+            hourly_max = float(ds["precipitation"].max())
+            console.print(f"  forecast: {archived.status}, {ds.sizes['time']} steps × "
+                          f"{ds.sizes['latitude']}×{ds.sizes['longitude']} cells, "
+                          f"max total {float(np.nanmax(total.values)):.0f} mm, "
+                          f"max interval rain {hourly_max:.0f} mm")
+    for name, path in result.outputs.items():
+        console.print(f"  {name:<12} {path}")
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="source profile: demo, gfs, ecmwf-ifs, ecmwf-ens, "
+                                               "cf-netcdf, wrf, or one of ewarn.toml")],
+    path_or_url: Annotated[str, typer.Argument(help="file, glob, folder or URL")],
+    cycle: Annotated[str | None, typer.Option(help="reference time, UTC (e.g. 2024-09-07T12)")] = None,
+    force: Annotated[bool, typer.Option(help="re-ingest a cycle already archived")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Read, normalize, validate and archive one forecast."""
+    from ewarn import forecasts
+    from ewarn.region import Region
+
+    ws = _ws(workspace)
+    bounds = Region.load(ws.region_dir).bounds if ws.region_dir.exists() else None
+    with console.status(f"ingesting {path_or_url}…"):
+        a = forecasts.ingest(ws, source, path_or_url, cycle=_parse_cycle(cycle), force=force,
+                             bounds=bounds)
+    _print_problems(a.warnings)
+    console.print(f"{a.status}: {a.source} {a.cycle:%Y-%m-%dT%H}Z → {a.path} "
+                  f"(valid {a.valid_from:%Y-%m-%d %H:%M}–{a.valid_to:%Y-%m-%d %H:%M} UTC, "
+                  f"{a.members or 1} member(s))")
+
+
+@forecasts_app.command("list")
+def forecasts_list(
+    source: Annotated[str | None, typer.Option(help="only this source")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """List the archived forecast cycles."""
+    from ewarn import forecasts
+
+    items = forecasts.list_archived(_ws(workspace), source)
+    table = Table(title=f"{len(items)} archived forecast(s)")
+    for col in ("source", "cycle (UTC)", "valid from", "valid to", "members", "status", "file"):
+        table.add_column(col)
+    for a in sorted(items, key=lambda a: (a.source, a.cycle)):
+        table.add_row(a.source, f"{a.cycle:%Y-%m-%dT%H}", f"{a.valid_from:%Y-%m-%d %H:%M}",
+                      f"{a.valid_to:%Y-%m-%d %H:%M}", str(a.members), a.status, str(a.path))
+    console.print(table)
+
+
+@forecasts_app.command("show")
+def forecasts_show(
+    source: Annotated[str, typer.Argument(help="source profile name")],
+    cycle: Annotated[str | None, typer.Option(help="cycle, UTC [default: latest]")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Show one archived forecast: grid, steps and rain totals."""
+    from ewarn import forecasts
+
+    ds = forecasts.load_archived(_ws(workspace), source, _parse_cycle(cycle))
+    console.print(ds)
+    total = ds["precipitation"].sum("time")
+    console.print(f"total rain over the forecast: max {float(total.max()):.1f} mm, "
+                  f"mean {float(total.mean()):.1f} mm")
+
+
+def main() -> None:
+    """Console-script entry point: run the app, print people's errors plainly."""
+    try:
+        app()
+    except ValidationError as exc:
+        err_console.print(f"[red]error:[/] {exc.summary}", highlight=False)
+        _print_problems(exc.problems)
+        sys.exit(1)
+    except EwarnError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("EWARN_DEBUG"):
+            raise
+        err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                          "This is a bug in ewarn; run again with EWARN_DEBUG=1 for the traceback "
+                          "and report it.", highlight=False)
+        sys.exit(70)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

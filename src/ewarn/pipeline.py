@@ -1,0 +1,172 @@
+"""One forecast cycle, end to end: ingest → assess → alert → plan.
+
+:func:`run_cycle` is the single orchestration function behind the scheduler,
+the CLI (``ewarn run-cycle``, ``ewarn demo``) and the web app. Each stage is a
+plain function of the rooms; this module only sequences them, records a row
+in the ``runs`` table per attempt, and stops at the first failing stage,
+leaving the outputs of the last good cycle in place.
+
+Stages are added here as the rooms land; a stage that is not built yet is
+simply absent (never faked).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from ewarn.config import Workspace
+from ewarn.errors import EwarnError
+from ewarn.region import Region
+from ewarn.store import Store, runs, utcnow
+
+log = logging.getLogger("ewarn.pipeline")
+
+
+class PipelineError(EwarnError):
+    """A stage of a cycle failed; the message names the stage and the cause."""
+
+
+@dataclass
+class CycleContext:
+    """What the stages of one cycle share."""
+
+    workspace: Workspace
+    source: str
+    path_or_url: str | Path | None
+    cycle: dt.datetime | None
+    now: dt.datetime | None
+    force: bool
+    region: Region
+    forecast: Any = None  # ArchivedForecast once ingested
+    results: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class CycleResult:
+    """Outcome of :func:`run_cycle`."""
+
+    run_id: int
+    source: str
+    cycle: dt.datetime | None
+    status: str
+    steps: list[str]
+    outputs: dict[str, Path]
+    counts: dict[str, int]
+    results: dict[str, Any]
+
+
+def _stage_ingest(ctx: CycleContext) -> None:
+    """Ingest the forecast (or reuse the archived cycle) — forecasts room."""
+    from ewarn import forecasts
+
+    if ctx.path_or_url is not None:
+        archived = forecasts.ingest(
+            ctx.workspace, ctx.source, ctx.path_or_url, cycle=ctx.cycle, force=ctx.force,
+            bounds=ctx.region.bounds, now=ctx.now,
+        )
+    else:
+        found = [a for a in forecasts.list_archived(ctx.workspace, ctx.source)
+                 if ctx.cycle is None or a.cycle == ctx.cycle]
+        if not found:
+            what = f"cycle {ctx.cycle:%Y-%m-%dT%H}Z" if ctx.cycle else "any cycle"
+            raise PipelineError(f"no archived forecast of source '{ctx.source}' for {what}; "
+                                f"ingest one first: ewarn ingest {ctx.source} FILE")
+        archived = max(found, key=lambda a: a.cycle)
+    ctx.forecast = archived
+    ctx.cycle = archived.cycle
+    ctx.outputs["forecast"] = archived.path
+    ctx.results["ingest"] = archived
+    ctx.counts["forecast_members"] = archived.members
+
+
+#: The stages of a cycle, in order. Later rooms append theirs.
+STAGES: list[tuple[str, Callable[[CycleContext], None]]] = [
+    ("ingest", _stage_ingest),
+]
+
+
+def run_cycle(
+    workspace: Workspace,
+    source: str,
+    path_or_url: str | Path | None = None,
+    *,
+    cycle: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+    force: bool = False,
+    region: Region | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CycleResult:
+    """Run one forecast cycle through every stage that exists.
+
+    Parameters
+    ----------
+    workspace : Workspace
+        The workspace (settings, archive, database).
+    source : str
+        Forecast source profile name (``demo``, ``gfs``, ``ecmwf-ifs`` ...).
+    path_or_url : str or Path, optional
+        File, glob or URL to ingest; None reuses the archived cycle.
+    cycle : datetime, optional
+        Forecast reference time (UTC); default: from the file / the latest archived.
+    now : datetime, optional
+        The time the cycle is run at (UTC); default the clock. The demo replays
+        a past storm by setting it.
+    force : bool
+        Re-ingest a cycle that is already archived.
+    region : Region, optional
+        Default: the workspace's region folder.
+    progress : callable, optional
+        Called with the name of each stage as it starts.
+
+    Returns
+    -------
+    CycleResult
+
+    Raises
+    ------
+    PipelineError
+        A stage failed; the run row records the stage and the message, and
+        the previous cycle's outputs stay in place.
+    """
+    store = Store.open(workspace.database_url)
+    if region is None:
+        region = Region.load(workspace.region_dir)
+    ctx = CycleContext(workspace, source, path_or_url, cycle, now, force, region)
+    with store.engine.begin() as conn:
+        run_id = conn.execute(insert(runs).values(
+            job="cycle", source=source, cycle=cycle, started_at=utcnow(), status="running",
+        )).inserted_primary_key[0]
+    done: list[str] = []
+    step = ""
+    try:
+        for step, fn in STAGES:
+            if progress:
+                progress(step)
+            log.info("cycle %s/%s: %s", source, cycle or "latest", step)
+            fn(ctx)
+            done.append(step)
+    except EwarnError as exc:
+        _finish(store, run_id, ctx, "failed", step, str(exc))
+        raise PipelineError(f"cycle of source '{source}' failed at step '{step}': {exc}") from exc
+    except Exception as exc:
+        _finish(store, run_id, ctx, "failed", step, f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(store, run_id, ctx, "ok", done[-1] if done else "", "")
+    return CycleResult(run_id, source, ctx.cycle, "ok", done, ctx.outputs, ctx.counts, ctx.results)
+
+
+def _finish(store: Store, run_id: int, ctx: CycleContext, status: str, step: str, msg: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id).values(
+            finished_at=utcnow(), status=status, step=step, message=msg[:4000],
+            cycle=ctx.cycle, counts=dict(ctx.counts),
+        ))
