@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -44,7 +44,7 @@ class WorkspaceSettings(_Section):
         "", description="SQLAlchemy URL; empty means sqlite file ewarn.db in the workspace"
     )
     log_level: str = "INFO"
-    language: str = Field("vi", pattern="^(vi|en)$", description="language of reports")
+    language: Literal["vi", "en"] = Field("vi", description="language of reports")
 
 
 class SourceProfile(_Section):
@@ -82,7 +82,7 @@ class AlertSettings(_Section):
 class RoutingSettings(_Section):
     """``[routing]``: evacuation planning defaults."""
 
-    mode: str = Field("motorbike", pattern="^(walk|motorbike|car)$")
+    mode: Literal["walk", "motorbike", "car"] = "motorbike"
     evacuation_level: int = Field(2, ge=1, le=5)
     max_travel_minutes: float = Field(120.0, gt=0)
     safety_margin_minutes: float = Field(60.0, ge=0)
@@ -123,11 +123,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(err: PydanticValidationError, origin: str) -> str:
+def _describe(err: PydanticValidationError, origin: str, env: dict[str, Any]) -> str:
     lines = [f"{origin}: invalid settings"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
+        node: Any = env
+        for part in e["loc"]:
+            node = node.get(str(part)) if isinstance(node, dict) else None
+        if node is not None and not isinstance(node, dict):
+            var = "EWARN_" + "__".join(str(p).upper() for p in e["loc"])
+            lines.append(f"  - environment variable {var} (key '{key}'): {e['msg']} (got {e.get('input')!r})")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  - key '{key}' is not a known setting (check its spelling)")
         else:
             lines.append(f"  - key '{key}': {e['msg']} (got {e.get('input')!r})")
@@ -166,7 +172,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     try:
         return Settings.model_validate(_merge(data, env))
     except PydanticValidationError as exc:
-        raise ConfigError(_describe(exc, origin)) from None
+        raise ConfigError(_describe(exc, origin, env)) from None
 
 
 def secret(name: str, *, required: bool = True, environ: dict[str, str] | None = None) -> str | None:
