@@ -1,0 +1,130 @@
+"""End-to-end tests of the ``ewarn`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def ewarn(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EWARN_")}
+    full_env.update({"COLUMNS": "200", "NO_COLOR": "1"})
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "ewarn.cli", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600,
+    )
+
+
+def test_version_and_help():
+    r = ewarn("--version")
+    assert r.returncode == 0
+    assert r.stdout.startswith("ewarn ")
+    r = ewarn("--help")
+    assert r.returncode == 0
+    for cmd in ("init", "region", "demo", "ingest", "forecasts"):
+        assert cmd in r.stdout
+
+
+def test_init_creates_workspace(tmp_path):
+    r = ewarn("init", str(tmp_path / "ws"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ws" / "ewarn.toml").exists()
+    assert (tmp_path / "ws" / "ewarn.db").exists()
+
+
+def test_bad_settings_file_is_reported_without_traceback(tmp_path):
+    ewarn("init", str(tmp_path / "ws"))
+    (tmp_path / "ws" / "ewarn.toml").write_text("[routing]\nmode = 'boat'\n")
+    r = ewarn("forecasts", "list", "--workspace", str(tmp_path / "ws"))
+    assert r.returncode == 2
+    assert "routing.mode" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_workspace_says_how_to_create_it(tmp_path):
+    r = ewarn("region", "show", "--workspace", str(tmp_path / "nope"))
+    assert r.returncode == 2
+    assert "ewarn init" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.fixture
+def lao_cai(shared_data):
+    return shared_data / "communes" / "lao_cai_2025.geojson"
+
+
+def test_import_real_lao_cai_then_show_and_validate(tmp_path, lao_cai):
+    ws = tmp_path / "ws"
+    assert ewarn("init", str(ws)).returncode == 0
+    r = ewarn("region", "import", "--workspace", str(ws), "--communes", str(lao_cai),
+              "--code-field", "ma_xa", "--name-field", "ten_xa", "--population-field", "dan_so",
+              "--province-field", "ten_tinh", "--name", "Lào Cai")
+    assert r.returncode == 0, r.stderr
+    assert "99 communes" in r.stdout
+    r = ewarn("region", "show", "--workspace", str(ws))
+    assert r.returncode == 0, r.stderr
+    assert "Phúc Khánh" in r.stdout and "02998" in r.stdout
+    r = ewarn("region", "validate", "--workspace", str(ws))
+    assert r.returncode == 0, r.stderr
+
+
+def test_wrong_field_mapping_is_refused_and_nothing_written(tmp_path, lao_cai):
+    ws = tmp_path / "ws"
+    ewarn("init", str(ws))
+    r = ewarn("region", "import", "--workspace", str(ws), "--communes", str(lao_cai),
+              "--code-field", "commune_code", "--name-field", "ten_xa", "--population-field", "dan_so")
+    assert r.returncode in (1, 2)
+    assert "commune_code" in r.stderr
+    assert "ma_xa" in r.stderr  # the fields the file does have are listed
+    assert "lao_cai_2025.geojson" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (ws / "region").exists()
+
+
+def test_region_validate_lists_every_error(tmp_path, lao_cai):
+    ws = tmp_path / "ws"
+    ewarn("init", str(ws))
+    hh = tmp_path / "households.csv"
+    hh.write_text(
+        "household_id,commune_code,lon,lat,people,vulnerable\n"
+        "H1,02998,104.56,22.17,4,0\n"
+        "H1,02998,104.56,22.17,3,0\n"      # duplicate id
+        "H3,99999,104.56,22.17,3,0\n"      # unknown commune
+        "H4,02998,104.56,22.17,0,0\n"      # people <= 0
+    )
+    r = ewarn("region", "import", "--workspace", str(ws), "--communes", str(lao_cai),
+              "--code-field", "ma_xa", "--name-field", "ten_xa", "--population-field", "dan_so",
+              "--households", str(hh))
+    assert r.returncode in (1, 2)
+    err = r.stderr
+    assert "households.csv" in err
+    assert "H1" in err or "row 3" in err
+    assert "99999" in err
+    assert "people" in err
+    assert not (ws / "region").exists()
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    ws = tmp_path / "demo"
+    r = ewarn("demo", "--workspace", str(ws))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "Phúc Khánh" in (ws / "region" / "communes.geojson").read_text(encoding="utf-8")
+    archived = list((ws / "forecasts" / "demo").glob("*.nc"))
+    assert len(archived) == 1
+    assert str(ws) in r.stdout
+    # a second run is idempotent: same archive, the cycle reported unchanged
+    r2 = ewarn("demo", "--workspace", str(ws))
+    assert r2.returncode == 0, r2.stderr
+    assert list((ws / "forecasts" / "demo").glob("*.nc")) == archived
+    r3 = ewarn("forecasts", "list", "--workspace", str(ws))
+    assert r3.returncode == 0
+    assert "2024-09-07T12" in r3.stdout
+    contacts = (ws / "region" / "contacts.csv").read_text(encoding="utf-8")
+    assert "demo" in contacts.splitlines()[0]
+    assert "TWILIO" not in (ws / "ewarn.toml").read_text()
