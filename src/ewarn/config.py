@@ -14,9 +14,9 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from ewarn.errors import ConfigError, WorkspaceError
@@ -48,15 +48,48 @@ class WorkspaceSettings(_Section):
 
 
 class SourceProfile(_Section):
-    """A forecast source profile (``[forecasts.sources.NAME]``)."""
+    """A forecast source profile (``[forecasts.sources.NAME]``).
 
-    kind: str = Field("cf-netcdf", description="reader: cf-netcdf, grib, drop-folder")
-    path: str = Field("", description="file, glob, URL or folder the source reads")
-    variable: str = Field("", description="variable name in the file; empty = auto")
-    accumulation: str = Field(
-        "interval", description="interval | since-start | bucket | rate"
+    A profile says how to read one source and what its numbers mean; a new
+    source is a profile in ``ewarn.toml``, not code, wherever its conventions
+    are covered by these keys. Built-in profiles: ``ecmwf-ifs``, ``ecmwf-ens``,
+    ``gfs``, ``cf-netcdf``, ``wrf``, ``demo`` (see
+    :attr:`ForecastSettings.BUILTIN_SOURCES`); a workspace entry of the same
+    name overrides only the keys it sets.
+    """
+
+    name: str = Field("", description="profile name (set from the [forecasts.sources.NAME] key)")
+    kind: Literal["cf-netcdf", "grib", "wrf"] = Field(
+        "cf-netcdf", description="file format: cf-netcdf (also OPeNDAP), grib (1 or 2), wrf (wrfout)"
+    )
+    path: str = Field("", description="file, glob, URL or drop folder the source reads by default")
+    variable: str = Field(
+        "", description="variable in the file; empty = found by CF standard_name; "
+        "'A+B' sums variables (WRF: RAINC+RAINNC)"
+    )
+    accumulation: Literal["auto", "interval", "since-start", "bucket", "rate"] = Field(
+        "auto", description="interval: amount per step; since-start: accumulated from the run start; "
+        "bucket: accumulated since the last bucket reset (GFS); rate: mean rate over the step; "
+        "auto: rate when the units are a rate, else the GRIB window, else interval"
+    )
+    bucket_hours: float = Field(
+        0.0, ge=0, description="bucket length when the file does not carry the window start (GFS: 6)"
     )
     units: str = Field("", description="override the file's units (only if the file is wrong)")
+    grib_filter: dict[str, str | int | float] = Field(
+        default_factory=dict,
+        description="cfgrib filter_by_keys, e.g. {numberOfPoints = 4140} to pick one grid of several",
+    )
+    resample_hours: float = Field(
+        0.0, ge=0, description="sum native steps into fixed intervals of this length; 0 keeps them"
+    )
+    negative_tolerance_mm: float = Field(
+        0.1, ge=0, description="negatives this small (GRIB packing noise after de-accumulation) "
+        "become 0; larger ones refuse the forecast"
+    )
+    observed: bool = Field(False, description="observations (e.g. a satellite or gauge product), "
+                           "not a forecast: antecedent rain uses all of it")
+    pattern: str = Field("", description="file pattern in a drop folder (default by kind)")
     schedule_hours: list[int] = Field(default_factory=list, description="cycle hours (UTC)")
     availability_delay_hours: float = 0.0
     options: dict[str, Any] = Field(default_factory=dict)
@@ -65,10 +98,63 @@ class SourceProfile(_Section):
 class ForecastSettings(_Section):
     """``[forecasts]``: ingestion and validation."""
 
+    #: Built-in source profiles (raw keys; a workspace entry of the same name
+    #: overrides only the keys it sets).
+    BUILTIN_SOURCES: ClassVar[dict[str, dict[str, Any]]] = {
+        # ECMWF IFS HRES: tp in metres accumulated from the run start (ECMWF
+        # parameter database, paramId 228 "Total precipitation").
+        "ecmwf-ifs": {"kind": "grib", "variable": "tp", "accumulation": "since-start",
+                      "schedule_hours": [0, 6, 12, 18], "availability_delay_hours": 7.0},
+        # ECMWF ENS: same parameter, control (number 0) and perturbed members.
+        "ecmwf-ens": {"kind": "grib", "variable": "tp", "accumulation": "since-start",
+                      "schedule_hours": [0, 6, 12, 18], "availability_delay_hours": 8.0},
+        # NCEP GFS: APCP (cfgrib 'tp') in kg m-2 over 0-3/0-6 h buckets reset
+        # every 6 h (NCEP GFS product inventory, pgrb2 files).
+        "gfs": {"kind": "grib", "variable": "tp", "accumulation": "bucket", "bucket_hours": 6.0,
+                "schedule_hours": [0, 6, 12, 18], "availability_delay_hours": 4.0},
+        "cf-netcdf": {"kind": "cf-netcdf", "accumulation": "auto"},
+        # WRF wrfout: RAINC + RAINNC in mm accumulated from the simulation start.
+        "wrf": {"kind": "wrf", "variable": "RAINC+RAINNC", "accumulation": "since-start"},
+        # The synthetic demo storm: already in the forecast contract.
+        "demo": {"kind": "cf-netcdf", "variable": "precipitation", "accumulation": "interval"},
+    }
+
     max_age_hours: float = Field(36.0, gt=0, description="older forecasts are stale")
     margin_deg: float = Field(0.5, ge=0, description="margin around the region when subsetting")
     max_nan_fraction: float = Field(0.05, ge=0, le=1)
+    warn_rate_mm_h: float = Field(
+        300.0, gt=0, description="rain rates above this are reported (near the world record "
+        "1-h rainfall, 305 mm at Holt, Missouri, 1947; WMO archive of weather extremes)"
+    )
+    max_rate_mm_h: float = Field(
+        1000.0, gt=0, description="rain rates above this are refused as impossible "
+        "(about three times the world record 1-h rainfall)"
+    )
+    download_timeout_s: float = Field(60.0, gt=0, description="per-request timeout of downloads")
+    download_retries: int = Field(3, ge=1, description="attempts per download")
     sources: dict[str, SourceProfile] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _with_builtin_sources(cls, data: Any) -> Any:
+        """Merge the built-in profiles under the workspace's (key by key)."""
+        if not isinstance(data, dict):
+            return data
+        user = data.get("sources") or {}
+        if not isinstance(user, dict):
+            return data  # let field validation report the wrong type
+        merged: dict[str, Any] = {k: dict(v) for k, v in cls.BUILTIN_SOURCES.items()}
+        for name, prof in user.items():
+            if isinstance(prof, SourceProfile):
+                prof = prof.model_dump(exclude_unset=True)
+            if isinstance(prof, dict):
+                merged[name] = {**merged.get(name, {}), **prof}
+            else:
+                merged[name] = prof
+        for name, prof in merged.items():
+            if isinstance(prof, dict):
+                prof["name"] = name
+        return {**data, "sources": merged}
 
 
 class AlertSettings(_Section):
