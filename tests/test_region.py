@@ -392,6 +392,23 @@ def test_contacts_booleans_and_languages_are_checked(region_dir):
                                     "demo": False}
 
 
+def test_vectorized_phone_check_agrees_with_phonenumbers():
+    import phonenumbers
+
+    from ewarn.region import _phones
+
+    rng = np.random.default_rng(3)
+    digits = rng.integers(6, 13, 20000)
+    numbers = pd.Series(["+84" + str(rng.integers(10 ** (k - 1), 10 ** k)) for k in digits]
+                        + ["0912 345 678", "+1 202 555 0143", "84912345678", "", "abc"])
+    out, bad = _phones(numbers)
+    expected = [x != "" and x != "abc" and phonenumbers.is_valid_number(phonenumbers.parse(x, "VN"))
+                for x in numbers]
+    assert ((~bad & (numbers != "").to_numpy()) == np.array(expected)).all()
+    assert 500 < sum(expected) < 19000  # both outcomes are exercised
+    assert out.iloc[-5:].tolist() == ["+84912345678", "+12025550143", "+84912345678", "", ""]
+
+
 def test_bow_tie_commune_is_repaired_with_a_warning(tmp_path):
     inputs = small_inputs()
     bow_tie = shapely.Polygon([(104.50, 22.10), (104.55, 22.20), (104.55, 22.10), (104.50, 22.20)])

@@ -163,8 +163,8 @@ def _ascii_key(key: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _province_lookup() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, str]]:
-    """(current key -> legacy list, legacy key -> [legacy name], code -> current name)."""
+def _province_lookup() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(current name key or code -> legacy list, legacy name key -> [legacy name])."""
     table = provinces_2025()
     current: dict[str, list[str]] = {}
     legacy: dict[str, list[str]] = {}
@@ -176,13 +176,12 @@ def _province_lookup() -> tuple[dict[str, list[str]], dict[str, list[str]], dict
             okey = _province_key(old)
             legacy[okey] = legacy[_ascii_key(okey)] = [old]
         current[code] = names
-    codes = dict(zip(table["code"], table["name"], strict=True))
-    return current, legacy, codes
+    return current, legacy
 
 
 def _legacy_name(name: str) -> str | None:
     """The pre-2025 province a name denotes, spelled as in the table (None if unknown)."""
-    _, legacy, _ = _province_lookup()
+    _, legacy = _province_lookup()
     key = _province_key(name)
     found = legacy.get(key) or legacy.get(_ascii_key(key))
     return found[0] if found else None
@@ -204,7 +203,7 @@ def legacy_provinces_of(province: str | int) -> list[str]:
         The legacy province names with diacritics, the one whose name was kept
         first (``["Lào Cai", "Yên Bái"]``); empty when the name is unknown.
     """
-    current, legacy, _ = _province_lookup()
+    current, legacy = _province_lookup()
     if isinstance(province, int | np.integer) or str(province).strip().isdigit():
         return list(current.get(f"{int(province):02d}", []))
     key = _province_key(str(province))
@@ -257,8 +256,8 @@ def _has_errors(problems: list[Problem]) -> bool:
 
 def _text(s: pd.Series) -> pd.Series:
     """Stripped, NFC-normalised text; missing values become ""."""
-    out = s.astype("str").fillna("").str.strip().str.normalize("NFC")
-    return out.mask(out.str.lower().isin(["nan", "none", "<na>"]) & s.isna(), "")
+    s = s.astype("object").where(s.notna(), "")
+    return s.astype("str").str.strip().str.normalize("NFC")
 
 
 def _numbers(s: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
@@ -269,7 +268,7 @@ def _numbers(s: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
         values = s.astype("float64")
         return values, values.isna().to_numpy(), np.zeros(len(s), bool)
     text = _text(s)
-    values = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce").astype("float64")
+    values = pd.to_numeric(text, errors="coerce").astype("float64")
     missing = (text == "").to_numpy()
     return values, missing, (values.isna().to_numpy() & ~missing)
 
@@ -310,15 +309,47 @@ def _e164_one(number: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+_NUMBER_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
+                 "voicemail", "fixed_line", "mobile")
+
+
+def _e164_vn_valid(text: pd.Series) -> np.ndarray:
+    """Mask of values that are valid Vietnamese numbers already written in E.164 (+84...).
+
+    Vectorized with the patterns and possible lengths of phonenumbers' own VN
+    metadata, the same tests as ``phonenumbers.is_valid_number`` (the number
+    matches the general description and one number type); the tests check the
+    two agree.
+    """
+    md = phonenumbers.PhoneMetadata.metadata_for_region("VN")
+    nsn = text.str.extract(r"^\+84([1-9]\d{6,10})$", expand=False).fillna("")
+    length = nsn.str.len()
+
+    def matches(desc: Any) -> pd.Series:
+        lengths = list(desc.possible_length or md.general_desc.possible_length)
+        return nsn.str.fullmatch(desc.national_number_pattern) & length.isin(lengths)
+
+    any_type = pd.Series(False, index=text.index)
+    for name in _NUMBER_TYPES:
+        desc = getattr(md, name)
+        if desc is not None and desc.national_number_pattern:
+            any_type |= matches(desc)
+    return ((nsn != "") & matches(md.general_desc) & any_type).to_numpy(dtype=bool)
+
+
 def _phones(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """E.164 numbers of a column ("" when empty) and the mask of invalid ones.
 
-    ``phonenumbers`` has no vectorized API: each distinct number is parsed once.
+    Numbers already in Vietnamese E.164 are checked vectorized; the others
+    (local formats, spaces, foreign numbers) are parsed by ``phonenumbers``,
+    which has no vectorized API, once per distinct value.
     """
     text = _text(s)
-    distinct = pd.unique(text[text != ""])
-    mapping = {number: _e164_one(number) for number in distinct}
-    out = text.map(mapping).fillna("").astype("str")
+    fast = _e164_vn_valid(text)
+    slow = text[~fast & (text != "").to_numpy()]
+    mapping = {number: _e164_one(number) for number in pd.unique(slow)}
+    mapped = text.map(mapping).astype("object")
+    out = text.where(fast, mapped.where(mapped.notna(), "")).astype("str")
     return out, ((text != "").to_numpy() & (out == "").to_numpy())
 
 
@@ -558,8 +589,8 @@ def _check_households(df: pd.DataFrame, label: str, communes: _CommuneIndex | No
         code = df["commune_code"].to_numpy(dtype=object)
         elsewhere = located & (where != code) & np.isin(code, communes.codes.to_numpy(dtype=object))
         problems += _rows(label, np.flatnonzero(elsewhere), "commune_code",
-                          [f"the household lies in commune '{w}' or outside every commune, not in '{c}'"
-                           if w else f"the household lies outside every commune, not in '{c}'"
+                          [f"the household lies in commune '{w}', not in its commune '{c}'"
+                           if w else f"the household lies outside every commune (its commune is '{c}')"
                            for w, c in zip(where[elsewhere], code[elsewhere], strict=True)],
                           severity="warning")
     return problems
@@ -711,6 +742,7 @@ def _check_communes(gdf: gpd.GeoDataFrame, label: str, *, code_field: str = "cod
     columns = [str(c) for c in gdf.columns if c != gdf.geometry.name]
     problems: list[Problem] = []
     mapping = {"code": code_field, "name": name_field, "population": population_field}
+    # a province field named by the user must exist; the canonical "province" may be absent
     if province_field is not None and (province_field != "province" or province_field in columns):
         mapping["province"] = province_field
     for role, fld in mapping.items():
@@ -918,7 +950,12 @@ def _open_terrain(path: Path, label: str) -> tuple[xr.Dataset | None, list[Probl
         ds = xr.open_dataset(path)
     except (OSError, ValueError) as exc:
         return None, [Problem(label, f"cannot read terrain ({exc}); give a NetCDF or GeoTIFF DEM")]
-    return _normalize_terrain(ds, label)
+    out, problems = _normalize_terrain(ds, label)
+    if out is None:
+        ds.close()
+    else:
+        out.set_close(ds.close)  # closing the normalised dataset closes the file
+    return out, problems
 
 
 def _check_terrain(ds: xr.Dataset, bounds: tuple[float, float, float, float] | None, label: str,
@@ -1093,7 +1130,7 @@ def validate_region(folder: Path | str) -> list[Problem]:
     return _collect(Path(folder), full=True, parse_roads=True)[1]
 
 
-@dataclass
+@dataclass(eq=False)
 class Region:
     """The data of one area, read from a region folder and validated.
 
@@ -1231,6 +1268,9 @@ def _csv_text(df: pd.DataFrame) -> str:
 
 
 def _sorted(value: Any) -> Any:
+    """A TOML-ready copy: keys sorted, numpy scalars as Python ones."""
+    if isinstance(value, np.generic):
+        return value.item()
     if isinstance(value, Mapping):
         return {str(k): _sorted(value[k]) for k in sorted(value, key=str)}
     if isinstance(value, list | tuple):
