@@ -234,10 +234,11 @@ def load_tables(path: Path | str | None = None) -> Decision18Tables:
         p = p / "decision18.toml"
     p = p.resolve()
     try:
-        mtime = p.stat().st_mtime_ns
+        st = p.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
     except OSError:
-        mtime = -1  # read_toml reports the missing file
-    return _load_tables(p, mtime)
+        stamp = (-1, -1)  # read_toml reports the missing file
+    return _load_tables(p, stamp)
 
 
 def _band_labels(edges: Sequence[float]) -> list[str]:
@@ -352,7 +353,7 @@ def normalize_province_name(name: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _load_tables(path: Path, mtime: int) -> Decision18Tables:
+def _load_tables(path: Path, stamp: tuple[int, int]) -> Decision18Tables:
     doc = read_toml(path)
     ck = _Checker(str(path))
 
