@@ -859,14 +859,19 @@ _ELEVATION_STANDARD = ("surface_altitude", "height_above_mean_sea_level", "altit
                        "height_above_reference_ellipsoid")
 
 
+#: Units that mark latitude / longitude coordinates (CF-1.8 sections 4.1 and 4.2).
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+
+
 def _find_axis(ds: xr.Dataset, which: str) -> str | None:
     """Name of the latitude or longitude coordinate, by CF attributes, then by name."""
-    std, units = ("latitude", "degrees_north") if which == "lat" else ("longitude", "degrees_east")
+    std, units = ("latitude", _LAT_UNITS) if which == "lat" else ("longitude", _LON_UNITS)
     names = ("latitude", "lat") if which == "lat" else ("longitude", "lon", "long")
     candidates = [str(n) for n in ds.variables if ds[n].ndim == 1]
     for n in candidates:
         attrs = ds[n].attrs
-        if attrs.get("standard_name") == std or attrs.get("units") in (units, units.replace("_", "")):
+        if attrs.get("standard_name") == std or str(attrs.get("units", "")).lower() in units:
             return n
     for n in candidates:
         if n.lower() in names:
@@ -940,12 +945,17 @@ def _open_terrain(path: Path, label: str) -> tuple[xr.Dataset | None, list[Probl
         except Exception as exc:  # rasterio raises many kinds
             return None, [Problem(label, f"cannot read this GeoTIFF ({exc})")]
         crs = da.rio.crs
-        if crs is not None and crs.to_epsg() != 4326:
+        crs_problems: list[Problem] = []
+        if crs is None:
+            crs_problems.append(Problem(label, "the GeoTIFF has no CRS; EPSG:4326 is assumed",
+                                        severity="warning"))
+        elif crs.to_epsg() != 4326:
             return None, [Problem(label, f"the GeoTIFF is in {crs}; reproject it to EPSG:4326 "
                                          "(gdalwarp -t_srs EPSG:4326 in.tif out.tif)")]
         da = da.squeeze("band", drop=True) if "band" in da.dims else da
         ds = da.to_dataset(name="elevation").rename({"y": "latitude", "x": "longitude"})
-        return _normalize_terrain(ds, label)
+        out, problems = _normalize_terrain(ds, label)
+        return out, crs_problems + problems
     try:
         ds = xr.open_dataset(path)
     except (OSError, ValueError) as exc:
@@ -1061,6 +1071,8 @@ def _read_manifest(folder: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
         problems.append(Problem(label, "[files] must name the communes file (communes = "
                                        "\"communes.geojson\")", field="files.communes"))
         files = {}
+    for key in sorted(k for k in files if k in FILE_KEYS and not isinstance(files[k], str)):
+        problems.append(Problem(label, "must be a file name in quotes", field=f"files.{key}"))
     for key in sorted(set(files) - set(FILE_KEYS)):
         problems.append(Problem(label, f"unknown file key (known: {', '.join(FILE_KEYS)})",
                                 field=f"files.{key}", severity="warning"))
