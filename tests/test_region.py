@@ -165,6 +165,20 @@ def test_write_then_load_round_trip(region_dir):
     assert region.files["roads"].name == "roads.graphml"
 
 
+def test_legacy_province_column_becomes_the_override(tmp_path):
+    inputs = small_inputs()
+    inputs["communes"]["legacy_province"] = ["Lào Cai", "Lào Cai;Yên Bái"]
+    inputs["legacy_province"] = None
+    region = Region.load(write_region(tmp_path / "a", **inputs))
+    assert region.communes["legacy_province"].tolist() == ["Lào Cai", "Lào Cai;Yên Bái"]
+    assert tomllib.loads((tmp_path / "a" / "region.toml").read_text(encoding="utf-8"))[
+        "legacy_province"] == {"02998": "Lào Cai"}
+    inputs["communes"]["legacy_province"] = ["Lào Cai", "Yên Bái"]
+    inputs["legacy_province"] = {"02998": "Yên Bái"}  # the keyword wins over the column
+    region = Region.load(write_region(tmp_path / "b", **inputs))
+    assert region.communes["legacy_province"].tolist() == ["Yên Bái", "Yên Bái"]
+
+
 def test_written_files_are_canonical(region_dir):
     text = (region_dir / "region.toml").read_text(encoding="utf-8")
     assert 'name = "Phúc Khánh thử"' in text

@@ -1422,8 +1422,10 @@ def write_region(dest: Path | str, *, name: str, communes: gpd.GeoDataFrame,
     name : str
         Region name.
     communes : geopandas.GeoDataFrame
-        Columns ``code``, ``name``, ``population``, optionally ``province``;
-        polygons (reprojected to EPSG:4326 when needed).
+        Columns ``code``, ``name``, ``population``, optionally ``province`` and
+        ``legacy_province`` (a single pre-2025 province name there is written
+        as the ``[legacy_province]`` override); polygons (reprojected to
+        EPSG:4326 when needed).
     households, shelters, contacts : pandas.DataFrame, optional
         Tables with the columns of the folder format (module docstring).
     terrain : xarray.Dataset, optional
@@ -1431,7 +1433,8 @@ def write_region(dest: Path | str, *, name: str, communes: gpd.GeoDataFrame,
     roads : networkx.MultiDiGraph or Path, optional
         An osmnx graph (saved as GraphML) or a .graphml/.osm/.osm.bz2 file (copied).
     legacy_province : dict, optional
-        Commune code -> pre-2025 province name (``[legacy_province]``).
+        Commune code -> pre-2025 province name (``[legacy_province]``); wins
+        over the ``legacy_province`` column of ``communes``.
     meta : dict, optional
         Free-form ``[meta]`` table (TOML types only).
     description : str
@@ -1460,6 +1463,12 @@ def write_region(dest: Path | str, *, name: str, communes: gpd.GeoDataFrame,
         checked, found = _check_communes(communes, "communes", province_field="province" if has_province
                                           else None)
         problems += found
+        if checked is not None and "legacy_province" in communes.columns:
+            # a single pre-2025 name per commune becomes the override; candidate lists are derived anyway
+            given = _text(communes["legacy_province"].reset_index(drop=True))
+            single = ((given != "") & ~given.str.contains(";", regex=False)).to_numpy()
+            legacy_province = dict(zip(checked["code"][single], given[single], strict=True)) | dict(
+                legacy_province or {})
     labels = {k: k for k in ("households", "shelters", "contacts", "terrain", "roads")}
     _write(dest, name=name, communes=checked, labels=labels, households=households, shelters=shelters,
            contacts=contacts, terrain=terrain, roads=roads, legacy_province=legacy_province, meta=meta,
