@@ -9,6 +9,7 @@ import unicodedata
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from hypothesis import given, settings
@@ -315,6 +316,10 @@ def test_region_groups_vectorized_over_communes():
     out = lv.region_groups(names)
     assert out.dtype == np.int8 and out.shape == (1000,)
     assert out[:5].tolist() == [1, 4, 1, 3, 1]
+    series = pd.Series(["Sơn La", "Cà Mau"], dtype="string")  # pandas 3 string column
+    assert lv.region_groups(series).tolist() == [1, 4]
+    with pytest.raises(lv.LevelInputError, match=r"no province.*entry 1"):
+        lv.region_groups(pd.Series(["Sơn La", None], dtype="string"))
 
 
 def test_all_63_legacy_provinces_are_known():

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ewarn.errors import EwarnError, Problem
@@ -702,6 +703,12 @@ def region_groups(
     a = np.asarray(legacy_provinces, dtype=object)
     if a.size == 0:
         return np.zeros(a.shape, np.int8)
+    missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
+                        for v in a.ravel()]).reshape(a.shape)
+    if missing.any():
+        i = int(np.argmax(missing.ravel()))
+        raise LevelInputError(f"region_groups: {int(missing.sum())} entries have no province (first: entry "
+                              f"{i}); give every commune its province as it was before July 2025")
     uniq, inv = np.unique(a.astype(str), return_inverse=True)
     codes = np.array([region_group(u, tables=tables, default=default) for u in uniq], dtype=np.int8)
     return codes[inv].reshape(a.shape)
