@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from ewarn.errors import ConfigError, WorkspaceError
@@ -132,29 +132,23 @@ class ForecastSettings(_Section):
     )
     download_timeout_s: float = Field(60.0, gt=0, description="per-request timeout of downloads")
     download_retries: int = Field(3, ge=1, description="attempts per download")
-    sources: dict[str, SourceProfile] = Field(default_factory=dict)
+    sources: dict[str, SourceProfile] = Field(default_factory=dict, validate_default=True)
 
-    @model_validator(mode="before")
+    @field_validator("sources", mode="before")
     @classmethod
-    def _with_builtin_sources(cls, data: Any) -> Any:
-        """Merge the built-in profiles under the workspace's (key by key)."""
-        if not isinstance(data, dict):
-            return data
-        user = data.get("sources") or {}
+    def _with_builtin_sources(cls, user: Any) -> Any:
+        """Merge the built-in profiles under the workspace's (key by key); name each profile."""
         if not isinstance(user, dict):
-            return data  # let field validation report the wrong type
+            return user  # let field validation report the wrong type
         merged: dict[str, Any] = {k: dict(v) for k, v in cls.BUILTIN_SOURCES.items()}
         for name, prof in user.items():
             if isinstance(prof, SourceProfile):
                 prof = prof.model_dump(exclude_unset=True)
-            if isinstance(prof, dict):
-                merged[name] = {**merged.get(name, {}), **prof}
-            else:
-                merged[name] = prof
+            merged[name] = {**merged.get(name, {}), **prof} if isinstance(prof, dict) else prof
         for name, prof in merged.items():
             if isinstance(prof, dict):
                 prof["name"] = name
-        return {**data, "sources": merged}
+        return merged
 
 
 class AlertSettings(_Section):

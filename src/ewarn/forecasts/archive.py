@@ -283,6 +283,10 @@ def ingest(
             except SQLAlchemyError as exc:
                 raise ForecastError(f"cannot record the forecast in the workspace database ({exc}); "
                                     "nothing was archived", file=label) from None
+            except OSError as exc:
+                raise ForecastError(f"cannot move the archive file into place {final} "
+                                    f"({exc.strerror or exc}); nothing was archived: check the disk and "
+                                    "permissions, then ingest again", file=label) from None
         finally:
             tmp.unlink(missing_ok=True)
     log.info("forecast %s %s archived: %s", source, ref, final)

@@ -130,7 +130,7 @@ def to_rectilinear(da: xr.DataArray, raw: xr.Dataset, *, file: str = "", variabl
         ydim, xdim = lat.dims
         lat2, lon2 = np.asarray(lat.values, dtype=float), np.asarray(lon.values, dtype=float)
         d_lat = np.nanmax(np.abs(lat2 - lat2[:, :1]))
-        d_lon = np.nanmax(np.abs(wrap_longitude(lon2 - lon2[:1, :] + 180.0) - 180.0))
+        d_lon = np.nanmax(np.abs(wrap_longitude(lon2 - lon2[:1, :])))
         if d_lat > RECTILINEAR_TOLERANCE_DEG or d_lon > RECTILINEAR_TOLERANCE_DEG:
             raise ForecastError(
                 f"is on a curvilinear grid (latitude varies by up to {d_lat:.3g}° along '{xdim}', "
