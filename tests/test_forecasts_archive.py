@@ -152,6 +152,18 @@ def test_new_source_is_configuration_not_code(tmp_path, shared_data):
         np.testing.assert_allclose(got, msg["values"][inside] * 21600, rtol=1e-5, atol=1e-4)
 
 
+def test_coarse_global_grid_covers_a_small_region(ws, shared_data):
+    """GFS 2.5° over the 40 km demo region: one cell covers it; two per axis are kept."""
+    a = ingest(ws, "gfs", shared_data / GFS, bounds=BOUNDS, now=dt.datetime(2011, 10, 8, 4, tzinfo=dt.UTC))
+    with xr.open_dataset(a.path) as ds:
+        assert ds["latitude"].values.tolist() == [22.5, 25.0]
+        assert ds["longitude"].values.tolist() == [105.0, 107.5]
+        (msg,) = eccodes_fields(shared_data / GFS, shortName="tp")
+        i = np.flatnonzero((msg["lats"] == 22.5) & (msg["lons"] == 105.0))[0]
+        assert float(ds["precipitation"].isel(time=0).sel(latitude=22.5, longitude=105.0)) == \
+            pytest.approx(msg["values"][i], abs=1e-6)
+
+
 # ------------------------------------------------------------------ antecedent rain
 
 

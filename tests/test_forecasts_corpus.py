@@ -164,7 +164,7 @@ BAD: dict[str, tuple[Build, tuple[str, ...], str | None]] = {
                                             ("rate", "accumulation"), "precipitation"),
     "missing file": (lambda t, s: ("cf-netcdf", t / "nowhere.nc", {}), ("does not exist",), None),
     "unknown source": (lambda t, s: ("no-such-source", write_nc(cf_dataset(), t / "x.nc"), {}),
-                       ("unknown forecast source", "[forecasts.sources.no-such-source]"), None),
+                       ("unknown forecast source", "forecasts.sources.no-such-source"), None),
 }
 
 

@@ -178,6 +178,15 @@ def _take(da: xr.DataArray, dim: str, idx: np.ndarray) -> xr.DataArray:
     return da.isel({dim: idx})
 
 
+def _at_least_two(keep: np.ndarray) -> np.ndarray:
+    """``keep`` widened to two cells when it holds one (so cell sizes stay known)."""
+    hit = np.flatnonzero(keep)
+    if hit.size == 1 and keep.size > 1:
+        keep = keep.copy()
+        keep[hit[0] + 1 if hit[0] + 1 < keep.size else hit[0] - 1] = True
+    return keep
+
+
 def select_region(da: xr.DataArray, bounds: Bounds | None, margin_deg: float, *, file: str = "",
                   variable: str = "") -> xr.DataArray:
     """Order the grid ascending (longitude in −180..180) and cut it to the region.
@@ -190,7 +199,8 @@ def select_region(da: xr.DataArray, bounds: Bounds | None, margin_deg: float, *,
         Region bounds [degrees]; None keeps the whole grid.
     margin_deg : float
         Kept around the bounds [degrees]; every cell whose extent touches the
-        widened box is kept, so a coarse grid still covers a small region.
+        widened box is kept, so a coarse grid still covers a small region,
+        and at least two cells per axis (the cell size stays known).
 
     Raises
     ------
@@ -222,6 +232,6 @@ def select_region(da: xr.DataArray, bounds: Bounds | None, margin_deg: float, *,
                 f"latitude {lat_s.min():g}..{lat_s.max():g}; the region is longitude {west:g}..{east:g}, "
                 f"latitude {south:g}..{north:g}. This forecast is for another area: ingest one for the "
                 "region (or check the workspace's region)", file=file, variable=variable)
-        lat_order, lon_order = lat_order[in_lat], lon_order[in_lon]
+        lat_order, lon_order = lat_order[_at_least_two(in_lat)], lon_order[_at_least_two(in_lon)]
     out = _take(_take(da, "latitude", lat_order), "longitude", lon_order)
     return out.assign_coords(latitude=("latitude", lat[lat_order]), longitude=("longitude", lon[lon_order]))

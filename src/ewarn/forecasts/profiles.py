@@ -49,7 +49,7 @@ def resolve_profile(source: str | SourceProfile, settings: ForecastSettings | No
     if profile is None:
         known = ", ".join(sorted(settings.sources))
         raise ForecastError(
-            f"unknown forecast source {source!r} (known: {known}); add a "
-            f"[forecasts.sources.{source}] table to ewarn.toml (kind, variable, accumulation, "
-            "units) or use one of the known names")
+            f"unknown forecast source {source!r} (known: {known}); add a table "
+            f"forecasts.sources.{source} to ewarn.toml (kind, variable, accumulation, units) or use "
+            "one of the known names")
     return profile

@@ -113,7 +113,7 @@ def conversion(units: str | None, *, variable: str, file: str = "") -> Conversio
     if units is None or not str(units).strip():
         raise ForecastError(
             "has no units attribute; ewarn does not guess units. Fix the file, or set "
-            "units = \"mm\" (or the true unit) in the source profile [forecasts.sources.NAME]",
+            "units = \"mm\" (or the true unit) in the source profile (forecasts.sources.NAME in ewarn.toml)",
             file=file, variable=variable)
     key = normalize_units(str(units))
     conv = UNITS.get(key)

@@ -170,7 +170,7 @@ def validate(
     age_h = float((now_utc - ref) / np.timedelta64(1, "h"))
     if age_h > settings.max_age_hours:
         add(f"the forecast of {iso_utc(ref)} is stale: {age_h:.0f} h old at {iso_utc(now_utc)} (limit "
-            f"{settings.max_age_hours:g} h, [forecasts] max_age_hours); ingest a newer cycle")
+            f"{settings.max_age_hours:g} h, forecasts.max_age_hours in ewarn.toml); ingest a newer cycle")
     elif age_h < -1:
         add(f"the reference time {iso_utc(ref)} is {-age_h:.0f} h in the future; check the clock "
             "or the --cycle given", severity="warning")
@@ -193,8 +193,8 @@ def validate(
         share = n_nan / total
         if share > settings.max_nan_fraction:
             add(f"{share:.1%} of the values are missing (NaN), more than the limit "
-                f"{settings.max_nan_fraction:.1%} ([forecasts] max_nan_fraction); the file is damaged "
-                "or does not cover the region: ingest another file")
+                f"{settings.max_nan_fraction:.1%} (forecasts.max_nan_fraction in ewarn.toml); the file "
+                "is damaged or does not cover the region: ingest another file")
         elif n_nan:
             add(f"{n_nan} of {total} values ({share:.2%}) are missing (NaN); they stay masked and "
                 "later stages skip them", severity="warning")
@@ -209,7 +209,7 @@ def validate(
         rmax = float(stats["max_rate"])
         if rmax > settings.max_rate_mm_h:
             add(f"has a rain rate of {rmax:.0f} mm/h, above the physical limit "
-                f"{settings.max_rate_mm_h:g} mm/h ([forecasts] max_rate_mm_h); the units or the "
+                f"{settings.max_rate_mm_h:g} mm/h (forecasts.max_rate_mm_h in ewarn.toml); the units or the "
                 "accumulation are wrong (a factor of 1000?)",
                 where=_where(rate, rate.argmax(dim=list(rate.dims))))
         elif rmax > settings.warn_rate_mm_h:
