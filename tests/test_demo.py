@@ -289,6 +289,8 @@ def test_roads_are_an_osmnx_graph(region):
     lengths = np.array([d["length"] for *_, d in g.edges(data=True)])
     geodesic = np.array([geod.geometry_length(d["geometry"]) for *_, d in g.edges(data=True)])
     np.testing.assert_allclose(lengths, geodesic, rtol=5e-3, atol=0.5)
+    timed = ox.routing.add_edge_travel_times(ox.routing.add_edge_speeds(g.copy()))
+    assert all(d["travel_time"] > 0 for *_, d in timed.edges(data=True))
     oneway = [(u, v) for u, v, d in g.edges(data=True) if d["oneway"]]
     assert 2 <= len(oneway) <= 20
     assert all(not g.has_edge(v, u) for u, v in oneway)

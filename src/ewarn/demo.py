@@ -283,8 +283,12 @@ GULLY_SEARCH_CELL_M = 300.0
 
 
 @dataclass
-class _ValleyGeom:
-    """A valley in local metres, oriented mouth → head."""
+class ValleyGeometry:
+    """A valley of the generated network: its stream line in local metres (mouth → head).
+
+    ``floor(s)`` is the floor elevation [m, before rescaling] ``s`` metres
+    upstream of the mouth; ``side`` is the bank its road runs on.
+    """
 
     spec: Valley
     line: LineString
@@ -302,7 +306,7 @@ class _ValleyGeom:
         return self.mouth_m + (self.head_m - self.mouth_m) * frac ** self.spec.concavity
 
 
-def _valley_network(rng: np.random.Generator, relief: np.ndarray) -> list[_ValleyGeom]:
+def _valley_network(rng: np.random.Generator, relief: np.ndarray) -> list[ValleyGeometry]:
     """The fixed valleys plus seeded side gullies, mouth → head, in local metres.
 
     Gullies fill the gaps of the network: the point of the box farthest from
@@ -314,8 +318,8 @@ def _valley_network(rng: np.random.Generator, relief: np.ndarray) -> list[_Valle
     (``relief`` is the regional relief field on the terrain grid), so gullies
     cut into the slopes rather than stand on them.
     """
-    by_name: dict[str, _ValleyGeom] = {}
-    out: list[_ValleyGeom] = []
+    by_name: dict[str, ValleyGeometry] = {}
+    out: list[ValleyGeometry] = []
     for i, v in enumerate(VALLEYS):
         x, y = _to_xy(*np.array(v.vertices).T)
         pts = np.column_stack([x, y])[::-1]  # mouth → head
@@ -327,7 +331,7 @@ def _valley_network(rng: np.random.Generator, relief: np.ndarray) -> list[_Valle
             junction = parent.line.interpolate(s_p)
             pts = np.vstack([[junction.x, junction.y], pts])
             mouth = float(parent.floor(s_p))
-        g = _ValleyGeom(v, LineString(pts), mouth, v.head_m, side=1 if i % 2 == 0 else -1)
+        g = ValleyGeometry(v, LineString(pts), mouth, v.head_m, side=1 if i % 2 == 0 else -1)
         by_name[v.name] = g
         out.append(g)
     x1, y1 = _to_xy(DEMO_BOUNDS[2], DEMO_BOUNDS[3])
@@ -366,7 +370,7 @@ def _valley_network(rng: np.random.Generator, relief: np.ndarray) -> list[_Valle
         spec = Valley(f"Khe {len(out) - len(VALLEYS) + 1}", (), parent.spec.name, head_m=mouth + rise,
                       floor_m=30.0, wall_m=800.0, relief=1.0, terrace=0.2, road="unclassified",
                       road_name="Đường thôn")
-        g = _ValleyGeom(spec, line, mouth, mouth + rise, side=1 if rng.random() < 0.5 else -1)
+        g = ValleyGeometry(spec, line, mouth, mouth + rise, side=1 if rng.random() < 0.5 else -1)
         out.append(g)
         tree_lines.append(line)
         d, s_on = _nearest_on_line(sx, sy, line)
@@ -407,7 +411,7 @@ class DemoLandscape:
     dist: np.ndarray
     height: np.ndarray
     valley: np.ndarray
-    valleys: list[_ValleyGeom]
+    valleys: list[ValleyGeometry]
     seed: int
     _scale: tuple[float, float]  # rescaling (offset, factor) of raw elevations
 
@@ -529,7 +533,15 @@ def fill_depressions(z: np.ndarray, epsilon: float = FILL_EPSILON_M) -> np.ndarr
 
 
 def slope_degrees(elevation: np.ndarray, dx_m: float, dy_m: float) -> np.ndarray:
-    """Slope [degrees] from central differences (Horn-free, numpy.gradient)."""
+    """Slope [degrees] by central differences (``numpy.gradient``; one-sided at the edges).
+
+    Parameters
+    ----------
+    elevation : ndarray
+        Elevation [m] on (latitude, longitude), latitude ascending.
+    dx_m, dy_m : float
+        Cell size east–west and north–south [m].
+    """
     gy, gx = np.gradient(elevation, dy_m, dx_m)
     return np.degrees(np.arctan(np.hypot(gx, gy)))
 
@@ -548,7 +560,7 @@ TEXTURE_M = 35.0            # amplitude of small-scale roughness on the walls [m
 SURFACE_REACH_WALLS = 6.0   # a surface is computed this many wall widths around its floor
 
 
-def _background(valleys: list[_ValleyGeom], relief: np.ndarray) -> np.ndarray:
+def _background(valleys: list[ValleyGeometry], relief: np.ndarray) -> np.ndarray:
     """Where every valley's surface has levelled off: lowest mouth + full relief [m].
 
     Valley surfaces are computed only within :data:`SURFACE_REACH_WALLS` wall
@@ -559,13 +571,13 @@ def _background(valleys: list[_ValleyGeom], relief: np.ndarray) -> np.ndarray:
     return lowest + relief + HILL_SLOPE * HILL_SLOPE_REACH_M
 
 
-def _surface(v: _ValleyGeom, d: np.ndarray, s: np.ndarray, relief: np.ndarray,
+def _surface(v: ValleyGeometry, d: np.ndarray, s: np.ndarray, relief: np.ndarray,
              terrace_w: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The surface a valley makes around it (before texture and filling).
 
     Parameters
     ----------
-    v : _ValleyGeom
+    v : ValleyGeometry
         The valley.
     d, s : ndarray
         Distance from its stream line and arc position of the nearest point [m].
@@ -934,8 +946,14 @@ def demo_shelters(land: DemoLandscape, hamlets: pd.DataFrame, households: pd.Dat
 
 #: Roads run this far from the stream, on the valley floor (at most) [m].
 ROAD_OFFSET_M = 150.0
+#: Road stops (junctions, village access points) closer than this share one node [m].
+MIN_EDGE_M = 20.0
 #: Hamlets farther than this from their valley road get a track to their centre [m].
 SPUR_MIN_M = 40.0
+#: OSM ``maxspeed`` tags of the main roads [km/h]: synthetic values for winding mountain roads,
+#: below the legal maxima [unverified]; lesser roads carry none, as often in OpenStreetMap, and
+#: routing imputes them (``osmnx.routing.add_edge_speeds``).
+MAXSPEED_KPH = {"trunk": "60", "primary": "60", "tertiary": "50", "residential": "40"}
 #: One-way streets (a couplet beside the main road) in these communes' centres.
 ONEWAY_TOWNS = {"02947": "Đường nội thị Phố Ràng", "02989": "Đường nội thị Bảo Hà"}
 
@@ -949,7 +967,7 @@ class _Way:
     oneway: bool = False
 
 
-def _road_line(v: _ValleyGeom, s_end: float, rng: np.random.Generator) -> np.ndarray:
+def _road_line(v: ValleyGeometry, s_end: float, rng: np.random.Generator) -> np.ndarray:
     """A road along a valley floor, mouth → ``s_end``: offset to the road side, gently wiggling."""
     n = max(int(np.ceil(s_end / 150.0)), 2) + 1
     s = np.linspace(0.0, s_end, n)
@@ -960,6 +978,16 @@ def _road_line(v: _ValleyGeom, s_end: float, rng: np.random.Generator) -> np.nda
     wiggle = ndimage.gaussian_filter1d(rng.normal(0.0, 1.0, n), 2.0) * 40.0
     off = min(0.6 * v.spec.floor_m, ROAD_OFFSET_M) + wiggle * np.sin(np.linspace(0.0, np.pi, n))
     return xy + nrm * off[:, None]
+
+
+def _add_stop(stops: list[float], s: float) -> float:
+    """Add a node position ``s`` [m along the way], or reuse one closer than :data:`MIN_EDGE_M`."""
+    near = np.asarray(stops)
+    j = int(np.argmin(np.abs(near - s)))
+    if abs(near[j] - s) < MIN_EDGE_M:
+        return float(near[j])
+    stops.append(float(s))
+    return float(s)
 
 
 def demo_roads(land: DemoLandscape, hamlets: pd.DataFrame, shelters: pd.DataFrame,
@@ -979,8 +1007,9 @@ def demo_roads(land: DemoLandscape, hamlets: pd.DataFrame, shelters: pd.DataFram
         Graph attribute ``crs = "EPSG:4326"``; integer node ids with ``x``,
         ``y`` [degrees] and ``street_count``; edges with ``osmid``,
         ``highway``, ``name``, ``oneway``, ``reversed``, ``length``
-        [m, great-circle] and ``geometry`` (LineString, lon/lat); two-way
-        roads as two opposite edges, key 0. Strongly connected.
+        [m, great-circle], ``geometry`` (LineString, lon/lat) and, on the
+        main roads, ``maxspeed`` [km/h]; two-way roads as two opposite edges,
+        key 0. Strongly connected.
     """
     import osmnx as ox
 
@@ -1006,9 +1035,8 @@ def demo_roads(land: DemoLandscape, hamlets: pd.DataFrame, shelters: pd.DataFram
         xy = _road_line(v, min(float(reach[k]), v.length), rng)
         if v.spec.parent is not None:
             pw = way_of_valley[index[v.spec.parent]]
-            s_j = ways[pw].line.project(Point(xy[0]))
+            s_j = _add_stop(stops[pw], ways[pw].line.project(Point(xy[0])))
             xy[0] = shapely.get_coordinates(ways[pw].line.interpolate(s_j))[0]
-            stops[pw].append(s_j)
         way_of_valley[k] = len(ways)
         highway = v.spec.road or "unclassified"
         ways.append(_Way(LineString(xy), highway, v.spec.road_name, osmid=100_000 + k))
@@ -1027,13 +1055,11 @@ def demo_roads(land: DemoLandscape, hamlets: pd.DataFrame, shelters: pd.DataFram
 
     edges: list[tuple[int, int, LineString, str, str, int, bool]] = []
     access: dict[int, tuple[int, float]] = {}
-    for i in village.index:  # ~150 villages
+    for i in village.index:  # ~150 villages; an access point near another stop shares its node
         w = way_of_valley[int(hamlets.at[i, "valley"])]
-        s_a = ways[w].line.project(Point(hx[i], hy[i]))
-        stops[w].append(s_a)
-        access[i] = (w, s_a)
+        access[i] = (w, _add_stop(stops[w], ways[w].line.project(Point(hx[i], hy[i]))))
     for w, way in enumerate(ways):
-        ss = np.unique(np.round(stops[w], 3))
+        ss = np.unique(stops[w])  # exact positions: a junction is the same point on both ways
         ids = [node(*shapely.get_coordinates(way.line.interpolate(s))[0]) for s in ss]
         for (s_a, a), (s_b, b) in zip(zip(ss[:-1], ids[:-1], strict=True), zip(ss[1:], ids[1:], strict=True),
                                       strict=True):
@@ -1141,6 +1167,8 @@ def _to_osmnx_graph(node_xy: list[tuple[float, float]],
             continue
         attrs = {"osmid": osmid, "highway": highway, "name": name, "oneway": oneway,
                  "length": round(float(ln), 3)}
+        if highway in MAXSPEED_KPH:
+            attrs["maxspeed"] = MAXSPEED_KPH[highway]
         g.add_edge(a, b, key=0, reversed=False, geometry=LineString(c), **attrs)
         if not oneway:
             g.add_edge(b, a, key=0, reversed=True, geometry=LineString(c[::-1]), **attrs)
