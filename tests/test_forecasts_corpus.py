@@ -355,3 +355,25 @@ def test_rectilinear_wrf_since_start_is_deaccumulated(tmp_path):
     assert out.sizes["time"] == 3  # step 0 gives no interval
     np.testing.assert_allclose(out["precipitation"].values, 2.5)
     assert out["time"].values[0] == REF + np.timedelta64(1, "h")
+
+
+def test_in_memory_lazy_and_dask_paths_agree_and_leave_the_input_alone(tmp_path, monkeypatch):
+    """normalize() on a caller's in-memory dataset, on a file, and through dask: same numbers."""
+    from ewarn.config import SourceProfile
+    from ewarn.forecasts import accumulation, normalize
+
+    totals = np.cumsum(rain_field(8, members=3), axis=1)
+    raw = cf_dataset(totals, hours=np.arange(1, 9), members=3)
+    before = raw["precipitation"].values.copy()
+    profile = SourceProfile(name="acc", variable="precipitation", accumulation="since-start")
+    in_memory = normalize(raw, profile, bounds=BOUNDS)
+    np.testing.assert_array_equal(raw["precipitation"].values, before)  # the caller's data untouched
+    expected = np.diff(totals, axis=1, prepend=0)
+    np.testing.assert_allclose(in_memory["precipitation"].values, expected, rtol=1e-5, atol=1e-5)
+    path = write_nc(raw, tmp_path / "acc.nc")
+    from_file = open_forecast(profile, path, bounds=BOUNDS).load()
+    xr.testing.assert_allclose(from_file["precipitation"], in_memory["precipitation"])
+    monkeypatch.setattr(accumulation, "EAGER_BYTES", 0)  # as if it were too big for memory
+    lazy = open_forecast(profile, path, bounds=BOUNDS)
+    assert lazy["precipitation"].chunks is not None
+    xr.testing.assert_allclose(lazy.load()["precipitation"], in_memory["precipitation"])

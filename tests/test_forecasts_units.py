@@ -9,7 +9,7 @@ import xarray as xr
 from ewarn.config import ForecastSettings, load_settings
 from ewarn.forecasts import ForecastError, resolve_profile
 from ewarn.forecasts.accumulation import (
-    apply_plan,
+    deaccumulate,
     plan_intervals,
     resample_intervals,
     window_starts,
@@ -72,7 +72,7 @@ def test_gfs_bucket_plan_from_bucket_hours():
     plan = plan_intervals(end, start)
     assert plan.previous.tolist() == [-1, 0, -1, 2, -1]
     da = xr.DataArray([[1.0], [3.0], [2.0], [7.0], [4.0]], dims=("time", "x"))
-    np.testing.assert_allclose(apply_plan(da, plan).values[:, 0], [1, 2, 2, 5, 4])
+    np.testing.assert_allclose(deaccumulate(da, plan).values[:, 0], [1, 2, 2, 5, 4])
 
 
 def test_bucket_without_window_information_asks_for_bucket_hours():

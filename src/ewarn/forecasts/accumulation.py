@@ -17,8 +17,8 @@ Each is reduced to one rule: a stored value is the amount that fell in its
 *window* ``(start, end]`` (hours after the reference time). A rate is first
 multiplied by its window length. :func:`plan_intervals` then finds, for each
 step, the value to subtract so that consecutive intervals ``(end[i-1],
-end[i]]`` remain; :func:`apply_plan` does the subtraction for all cells at once
-(one gather along time, no loop over cells).
+end[i]]`` remain; and :func:`deaccumulate` does the subtraction for all cells at once
+(a difference along time for all cells at once, block by block).
 
 Sources
 -------
@@ -184,37 +184,173 @@ def plan_intervals(end_h: np.ndarray, start_h: np.ndarray, *, accumulation: str 
     return IntervalPlan(np.asarray(index), np.asarray(previous), np.asarray(starts), np.asarray(ends))
 
 
-def apply_plan(amounts: xr.DataArray, plan: IntervalPlan, dim: str = "time") -> xr.DataArray:
-    """Rain per interval: stored value minus the planned previous one.
+def _run(idx: np.ndarray) -> slice | None:
+    """``idx`` as a slice when it is a run of consecutive positions, else None."""
+    if idx.size and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return None
+
+
+def _kernel(a: np.ndarray, *, axis: int, index: np.ndarray, previous: np.ndarray,
+            factor: np.ndarray | float, tolerance: float, out: np.ndarray | None = None) -> np.ndarray:
+    """One block: (stored[index] − stored[previous]) × factor, tiny negatives to 0, float32.
+
+    Runs of consecutive steps (the usual case) are read as views and
+    differenced straight into ``out``; every later step is in place, so a
+    block that fits in the CPU cache is read from memory once.
+    """
+    n = index.size
+    lead = (slice(None),) * axis
+    f = np.asarray(factor, dtype="float64")
+    if out is None:
+        shape = list(a.shape)
+        shape[axis] = n
+        out = np.empty(shape, dtype=np.float32)
+    if f.ndim:  # a factor per stored value (rates × their window): scale first, then difference
+        shp = [1] * a.ndim
+        shp[axis] = -1
+        a = a * f.reshape(shp)
+    sub = np.flatnonzero(previous >= 0)
+    plain = np.flatnonzero(previous < 0)
+    if plain.size:
+        out[(*lead, plain)] = np.take(a, index[plain], axis=axis)
+    if sub.size:
+        rows, cur, prv = _run(sub), _run(index[sub]), _run(previous[sub])
+        if rows is not None and cur is not None and prv is not None:
+            np.subtract(a[(*lead, cur)], a[(*lead, prv)], out=out[(*lead, rows)], casting="same_kind")
+        else:
+            out[(*lead, sub)] = np.take(a, index[sub], axis=axis) - np.take(a, previous[sub], axis=axis)
+    if not f.ndim and f != 1.0:
+        np.multiply(out, float(f), out=out)  # a Python float keeps float32 arithmetic (NEP 50)
+    _clip_tiny_negatives(out, tolerance)
+    return out
+
+
+def _kernel_in_place(b: np.ndarray, *, axis: int, index: np.ndarray, previous: np.ndarray,
+                     factor: np.ndarray | float, tolerance: float) -> None:
+    """:func:`_kernel` in place, for plans whose subtrahend is always the stored step before.
+
+    ``b`` holds every stored step along ``axis``; afterwards ``b[index]`` is the
+    result (``index`` a run of positions).
+    """
+    lead = (slice(None),) * axis
+    f = np.asarray(factor, dtype="float64")
+    if f.ndim:
+        shape = [1] * b.ndim
+        shape[axis] = -1
+        np.multiply(b, f.reshape(shape), out=b, casting="same_kind")
+    pos = index[previous >= 0]
+    if pos.size:
+        run = _run(pos)
+        if run is not None:  # numpy buffers overlapping operands: b[k] − b[k−1] uses old values
+            before = slice(run.start - 1, run.stop - 1)
+            np.subtract(b[(*lead, run)], b[(*lead, before)], out=b[(*lead, run)])
+        else:
+            b[(*lead, pos)] = b[(*lead, pos)] - b[(*lead, pos - 1)]
+    if not f.ndim and f != 1.0:
+        np.multiply(b, float(f), out=b, casting="same_kind")
+    _clip_tiny_negatives(b[(*lead, slice(int(index[0]), int(index[-1]) + 1))], tolerance)
+
+
+def _clip_tiny_negatives(out: np.ndarray, tolerance: float) -> None:
+    """In place: values in [−tolerance, 0) become 0; NaN and larger negatives stay."""
+    low = np.fmin.reduce(out, axis=None) if out.size else 0.0  # ignores NaN
+    if not low < 0:  # nothing negative (or all NaN)
+        return
+    if low >= -tolerance:  # every negative is tiny: one vectorised pass (NaN propagates)
+        np.maximum(out, 0, out=out)
+    else:  # some are too large to be noise: keep them for validation to refuse
+        np.copyto(out, 0, where=(out < 0) & (out >= -tolerance))
+
+
+#: Target size of a block of work [bytes]: small enough for the CPU cache to matter.
+BLOCK_BYTES = 4 * 2**20
+#: Inputs up to this size [bytes] are read and processed at once (numpy, in cache-sized
+#: blocks into one output); larger ones stay lazy (dask, block by block).
+EAGER_BYTES = 1024 * 2**20
+
+
+def _has_dask() -> bool:
+    try:
+        import dask  # noqa: F401
+    except ImportError:  # pragma: no cover - dask is an optional extra
+        return False
+    return True
+
+
+def _block_chunks(shape: tuple[int, ...], axis: int, itemsize: int) -> list[int]:
+    """Block sizes per dimension: ``axis`` whole, trailing dims whole while they fit."""
+    budget = max(1, BLOCK_BYTES // max(itemsize * shape[axis], 1))
+    sizes = list(shape)
+    for i in reversed([i for i in range(len(shape)) if i != axis]):
+        sizes[i] = min(shape[i], budget)
+        budget = max(1, budget // max(shape[i], 1))
+    return sizes
+
+
+def deaccumulate(values: xr.DataArray, plan: IntervalPlan, *, factor: np.ndarray | float = 1.0,
+                 tolerance_mm: float = 0.0, dim: str = "time") -> xr.DataArray:
+    """Rain per interval [mm] from stored values, in one pass per block.
+
+    ``out = (stored[index] − stored[previous]) × factor`` along ``dim`` (the
+    previous term only where the plan has one), then negatives down to
+    ``-tolerance_mm`` set to 0 (larger ones are kept for validation to
+    refuse), as float32. Inputs up to :data:`EAGER_BYTES` are read at once and
+    processed in cache-sized blocks into one output; larger dask inputs stay
+    lazy and are processed block by block (``dim`` in one chunk).
 
     Parameters
     ----------
-    amounts : DataArray
-        Window amounts [mm] along ``dim`` (positional; coordinates along
-        ``dim`` are dropped).
+    values : DataArray
+        Stored values along ``dim`` (positional; coordinates along ``dim`` are
+        dropped).
     plan : IntervalPlan
-
-    Returns
-    -------
-    DataArray
-        One entry per interval along ``dim``, no coordinate on ``dim``.
+    factor : float or ndarray
+        Conversion to mm: a scalar, or one factor per stored value (rate ×
+        window length).
+    tolerance_mm : float
+        Negatives this small are set to 0 [mm].
     """
-    amounts = amounts.drop_vars([c for c in amounts.coords if dim in amounts[c].dims])
-    cur = amounts.isel({dim: plan.index})
-    subtract = plan.previous >= 0
-    if subtract.any():
-        prev = amounts.isel({dim: np.where(subtract, plan.previous, plan.index)})
-        cur = cur - prev.where(xr.DataArray(subtract, dims=dim), 0)
-    return cur
-
-
-def clip_small_negatives(amounts: xr.DataArray, tolerance_mm: float) -> xr.DataArray:
-    """Set negatives down to ``-tolerance_mm`` to 0 (differencing of packed values).
-
-    Larger negatives are kept, for validation to refuse; NaN stays NaN.
-    """
-    small = (amounts < 0) & (amounts >= -tolerance_mm)
-    return amounts.where(~small, 0)
+    axis = values.get_axis_num(dim)
+    kwargs = {"axis": axis, "index": plan.index, "previous": plan.previous, "factor": factor,
+              "tolerance": tolerance_mm}
+    blocks = _block_chunks(values.shape, axis, values.dtype.itemsize)
+    if values.chunks is None and values.nbytes > EAGER_BYTES and _has_dask():
+        values = values.chunk(dict(zip(values.dims, blocks, strict=True)))  # too big: stay lazy
+    if values.chunks is not None:  # dask (``.data`` of a lazy backend array would read it all)
+        data = values.data.rechunk({i: (-1 if i == axis else max(b, 1)) for i, b in enumerate(blocks)})
+        out_chunks = tuple((len(plan.index),) if i == axis else c for i, c in enumerate(data.chunks))
+        out = data.map_blocks(_kernel, dtype=np.float32, chunks=out_chunks, **kwargs)
+    else:
+        var = values.variable  # index the variable: no coordinates to carry per block
+        starts = [range(0, values.shape[i], max(blocks[i], 1)) if i != axis else [0]
+                  for i in range(values.ndim)]
+        # blocks of work along the other dimensions (never single cells), each about BLOCK_BYTES
+        pieces = [tuple(slice(None) if i == axis else slice(starts[i][k], starts[i][k] + blocks[i])
+                        for i, k in enumerate(corner))
+                  for corner in np.ndindex(*[len(r) for r in starts])]
+        run = _run(plan.index)
+        linked = plan.previous >= 0
+        adjacent = bool(np.all(plan.previous[linked] == plan.index[linked] - 1))
+        if not getattr(var, "_in_memory", True) and run is not None and adjacent:
+            # read from the file once, like a plain load, then difference that fresh array in
+            # place, block by block while each block is in the CPU cache
+            whole = np.array(var[(slice(None),) * var.ndim].values, copy=None)
+            if not whole.flags.writeable:
+                whole = whole.copy()
+            for sl in pieces:
+                _kernel_in_place(whole[sl], **kwargs)
+            out = whole[(slice(None),) * axis + (run,)]
+            if out.dtype != np.float32:
+                out = out.astype(np.float32)
+        else:  # data in memory (the caller's: not modified) or an irregular plan
+            shape = list(values.shape)
+            shape[axis] = len(plan.index)
+            out = np.empty(shape, dtype=np.float32)
+            for sl in pieces:
+                _kernel(np.asarray(var[sl].values), out=out[sl], **kwargs)
+    coords = {k: v for k, v in values.coords.items() if dim not in v.dims}
+    return xr.DataArray(out, dims=values.dims, coords=coords, attrs=values.attrs, name=values.name)
 
 
 def resample_intervals(amounts: xr.DataArray, start_h: np.ndarray, end_h: np.ndarray, hours: float,

@@ -37,14 +37,6 @@ _SCAN_KEYS = ("shortName", "cfVarName", "numberOfPoints", "gridType", "Ni", "Nj"
               "iDirectionIncrementInDegrees", "jDirectionIncrementInDegrees", "dataType")
 
 
-def _chunks() -> dict | None:
-    try:
-        import dask  # noqa: F401
-    except ImportError:  # pragma: no cover - dask is an optional extra
-        return None
-    return {}
-
-
 def scan(path: Path) -> list[dict[str, Any]]:
     """Header keys of every message of a GRIB file (ecCodes, headers only)."""
     import eccodes
@@ -118,7 +110,7 @@ def _open_one(path: Path, messages: list[dict[str, Any]], variable: str, profile
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            found = cfgrib.open_datasets(str(path), backend_kwargs=kwargs, chunks=_chunks())
+            found = cfgrib.open_datasets(str(path), backend_kwargs=kwargs)  # lazy; normalize reads blocks
     except Exception as exc:  # cfgrib raises many kinds; all mean "this GRIB cannot be read"
         raise ForecastError(f"cannot be read by cfgrib ({type(exc).__name__}: {exc}); check the file "
                             "and the profile's grib_filter", file=label, variable=variable) from None

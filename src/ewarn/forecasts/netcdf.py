@@ -29,18 +29,36 @@ def chunks() -> dict | None:
     return {}
 
 
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
 def _open(target: str | Path, label: str) -> xr.Dataset:
-    if isinstance(target, Path):
+    if isinstance(target, Path) and not _is_hdf5(target):  # HDF5 checks itself when opened
         reason = incomplete_reason(target)
         if reason:
             raise ForecastError(reason, file=label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=FutureWarning)
-            return xr.open_dataset(target, engine="netcdf4", chunks=chunks(), decode_timedelta=True)
+            # lazy, without dask: normalize reads cache-sized blocks (or chunks big inputs itself)
+            return xr.open_dataset(target, engine="netcdf4", decode_timedelta=True)
     except FileNotFoundError:
         raise ForecastError("does not exist; check the path", file=label) from None
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
+    except OSError as exc:
+        if isinstance(target, Path) and _is_hdf5(target):
+            raise ForecastError(f"is truncated or damaged: the NetCDF-4/HDF5 file does not open ({exc}); "
+                                "the download or copy did not finish: fetch the file again",
+                                file=label) from None
+        raise ForecastError(
+            f"cannot be read as NetCDF ({type(exc).__name__}: {exc}); check that it is a NetCDF or "
+            "OPeNDAP source (not an HTML error page or a GRIB file: use a grib profile for GRIB)",
+            file=label) from None
+    except (ValueError, RuntimeError, TypeError, KeyError) as exc:
         raise ForecastError(
             f"cannot be read as NetCDF ({type(exc).__name__}: {exc}); check that it is a NetCDF or "
             "OPeNDAP source (not an HTML error page or a GRIB file: use a grib profile for GRIB)",

@@ -30,8 +30,7 @@ import xarray as xr
 
 from ewarn.config import SourceProfile
 from ewarn.forecasts.accumulation import (
-    apply_plan,
-    clip_small_negatives,
+    deaccumulate,
     plan_intervals,
     resample_intervals,
     window_starts,
@@ -348,7 +347,9 @@ def _assemble(out: xr.DataArray, ref: np.datetime64, start_h: np.ndarray, end_h:
     start_t = ref + hours_to_timedelta(start_h)
     step = np.round(end_h - start_h, 6)
     dims = [d for d in ("member", "time", "latitude", "longitude") if d in out.dims]
-    out = out.transpose(*dims).astype("float32")
+    out = out.transpose(*dims)
+    if out.dtype != np.float32:
+        out = out.astype("float32")
     out = out.assign_coords(time=("time", end_t), step_hours=("time", step))
     out.attrs = {**CF_ATTRS, "ewarn_source_variable": name, "ewarn_accumulation": accumulation}
     out.name = VARIABLE
@@ -430,11 +431,10 @@ def normalize(
     acc = _accumulation(profile, conv, da.attrs, file_start, end, file, name)
     start = window_starts(end, acc, file_start_h=file_start, bucket_hours=profile.bucket_hours,
                           first_step_h=first_step, file=file, variable=name)
-    values = da * conv.factor
-    if conv.kind == "rate":  # mean rate [mm s-1] × window length [s] = amount [mm]
-        values = values * xr.DataArray((end - start) * 3600.0, dims="time")
+    # mm, or mean rate [mm s-1] × window length [s] = amount [mm]
+    factor = conv.factor * (end - start) * 3600.0 if conv.kind == "rate" else conv.factor
     plan = plan_intervals(end, start, accumulation=acc, file=file, variable=name)
-    out = clip_small_negatives(apply_plan(values, plan), profile.negative_tolerance_mm)
+    out = deaccumulate(da, plan, factor=factor, tolerance_mm=profile.negative_tolerance_mm)
     start_h, end_h = plan.start_h, plan.end_h
     if profile.resample_hours > 0:
         out, start_h, end_h = resample_intervals(out, start_h, end_h, profile.resample_hours,
