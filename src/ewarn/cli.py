@@ -255,6 +255,8 @@ def ingest(
     path_or_url: Annotated[str, typer.Argument(help="file, glob, folder or URL")],
     cycle: Annotated[str | None, typer.Option(help="reference time, UTC (e.g. 2024-09-07T12)")] = None,
     force: Annotated[bool, typer.Option(help="re-ingest a cycle already archived")] = False,
+    as_of: Annotated[str | None, typer.Option(
+        help="judge staleness as if it were this time, UTC (to replay a past event)")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Read, normalize, validate and archive one forecast."""
@@ -265,7 +267,7 @@ def ingest(
     bounds = Region.load(ws.region_dir).bounds if ws.region_dir.exists() else None
     with console.status(f"ingesting {path_or_url}…"):
         a = forecasts.ingest(ws, source, path_or_url, cycle=_parse_cycle(cycle), force=force,
-                             bounds=bounds)
+                             bounds=bounds, now=_parse_cycle(as_of))
     _print_problems(a.warnings)
     console.print(f"{a.status}: {a.source} {a.cycle:%Y-%m-%dT%H}Z → {a.path} "
                   f"(valid {a.valid_from:%Y-%m-%d %H:%M}–{a.valid_to:%Y-%m-%d %H:%M} UTC, "
@@ -280,13 +282,15 @@ def forecasts_list(
     """List the archived forecast cycles."""
     from ewarn import forecasts
 
-    items = forecasts.list_archived(_ws(workspace), source)
-    table = Table(title=f"{len(items)} archived forecast(s)")
-    for col in ("source", "cycle (UTC)", "valid from", "valid to", "members", "status", "file"):
-        table.add_column(col)
+    ws = _ws(workspace)
+    items = forecasts.list_archived(ws, source)
+    table = Table(title=f"{len(items)} archived forecast(s), files in {ws.path('forecasts')}"
+                        "/SOURCE/CYCLE.nc (times UTC)")
+    for col in ("source", "cycle", "valid from", "valid to", "members", "status"):
+        table.add_column(col, no_wrap=col in ("source", "cycle"))
     for a in sorted(items, key=lambda a: (a.source, a.cycle)):
         table.add_row(a.source, f"{a.cycle:%Y-%m-%dT%H}", f"{a.valid_from:%Y-%m-%d %H:%M}",
-                      f"{a.valid_to:%Y-%m-%d %H:%M}", str(a.members), a.status, str(a.path))
+                      f"{a.valid_to:%Y-%m-%d %H:%M}", str(a.members or 1), a.status)
     console.print(table)
 
 
