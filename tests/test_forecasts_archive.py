@@ -208,3 +208,29 @@ def test_antecedent_ignores_cycles_issued_after_until(ws, tmp_path):
            now=dt.datetime(2024, 9, 7, 12, tzinfo=dt.UTC))
     result = antecedent(ws, "cf-netcdf", until=CYCLE, days=1)
     assert result.cycles == [] and result.gaps == [CYCLE] and "no cycle" in result.method
+
+
+def test_glob_of_netcdf_files_split_in_time(ws, tmp_path):
+    raw = cf_dataset(hours=np.arange(1, 7))
+    write_nc(raw.isel(time=slice(0, 3)), tmp_path / "parts" / "a_000.nc")
+    write_nc(raw.isel(time=slice(3, 6)), tmp_path / "parts" / "a_003.nc")
+    a = ingest(ws, "cf-netcdf", str(tmp_path / "parts" / "a_*.nc"), bounds=BOUNDS, now=NOW)
+    with xr.open_dataset(a.path) as ds:
+        assert ds.sizes["time"] == 6
+        np.testing.assert_array_equal(ds["precipitation"].values, raw["precipitation"].values)
+
+
+def test_antecedent_from_an_observation_source(tmp_path):
+    """An observed product (no reference time in its files) used as it is, newest file first."""
+    ws = make_workspace(tmp_path / "ws", toml_extra=(
+        "[forecasts.sources.obs]\nkind = \"cf-netcdf\"\nvariable = \"precipitation\"\n"
+        "accumulation = \"interval\"\nobserved = true\n"))
+    start = REF - np.timedelta64(24, "h")
+    hourly = np.full((24, LAT.size, LON.size), 0.5, "f4")
+    raw = cf_dataset(hourly, hours=np.arange(1, 25), ref=start, reference="none")
+    a = ingest(ws, "obs", write_nc(raw, tmp_path / "obs.nc"), bounds=BOUNDS,
+               now=dt.datetime(2024, 9, 7, 12, tzinfo=dt.UTC))
+    assert a.cycle == CYCLE - dt.timedelta(hours=24)  # the start of the first interval
+    result = antecedent(ws, "obs", until=CYCLE, days=1)
+    np.testing.assert_allclose(result.rain.values, 12.0)
+    assert result.gaps == [] and "observations" in result.method

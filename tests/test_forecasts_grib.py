@@ -137,3 +137,28 @@ def test_truncated_grib_refused(shared_data, tmp_path):
     with pytest.raises(ForecastError) as err:
         open_forecast("gfs", cut)
     assert "truncated" in str(err.value) and str(cut) in str(err.value)
+
+
+def test_glob_of_gfs_files_one_per_lead_time(shared_data, tmp_path):
+    """Real GFS delivery: one file per lead time (f003, f006, ...), read as one forecast."""
+    for rng_, end in (("0-3", 3), ("0-6", 6), ("6-9", 9)):
+        write_grib(shared_data / GFS, "tp", tmp_path / f"gfs.t00z.pgrb2.2p50.f{end:03d}",
+                   [{"stepRange": rng_, "values": float(end)}])
+    ds = open_forecast("gfs", str(tmp_path / "gfs.t00z.pgrb2.2p50.f*"))
+    assert ds["step_hours"].values.tolist() == [3.0, 3.0, 3.0]
+    np.testing.assert_allclose(ds["precipitation"].max(["latitude", "longitude"]).values, [3, 3, 9])
+
+
+def test_grib_with_two_cycles_needs_a_cycle(shared_data, tmp_path):
+    import datetime as dt
+
+    path = write_grib(shared_data / ECMWF, "tp", tmp_path / "two_cycles.grib", [
+        {"dataDate": 20171017, "endStep": 12, "values": 0.001},
+        {"dataDate": 20171018, "endStep": 12, "values": 0.002}])
+    settings = ForecastSettings(sources={"ec": {"kind": "grib", "variable": "tp",
+                                                "accumulation": "since-start"}})
+    with pytest.raises(ForecastError, match=r"2 forecast cycles.*2017-10-17T12Z.*--cycle"):
+        open_forecast("ec", path, settings=settings)
+    ds = open_forecast("ec", path, settings=settings, cycle=dt.datetime(2017, 10, 18, 12, tzinfo=dt.UTC))
+    assert ds.attrs["forecast_reference_time"] == "2017-10-18T12:00:00Z"
+    assert float(ds["precipitation"].max()) == pytest.approx(2.0, abs=1e-3)

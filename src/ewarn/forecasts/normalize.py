@@ -235,8 +235,8 @@ def _time_axis(raw: xr.Dataset, da: xr.DataArray, profile: SourceProfile, file: 
                     "or ingest the file of that cycle", file=file, variable=name)
             ref = cycle
         bounds = _time_bounds(raw, da, dim)
-        if ref is None and profile.observed:
-            ref = bounds[0, 0] if bounds is not None else valid.min()
+        if ref is None and profile.observed:  # observations: from the start of the first interval
+            ref = bounds[:, 0].min() if bounds is not None else _first_start(raw, da, valid, file, name)
         if ref is None:
             raise ForecastError(
                 "has no forecast reference time (a forecast_reference_time attribute or variable); "
@@ -271,6 +271,19 @@ def _time_axis(raw: xr.Dataset, da: xr.DataArray, profile: SourceProfile, file: 
             f"has times before its reference time {iso_utc(ref)} (first at {end[0]:+g} h); the "
             "reference time is wrong: fix the file or pass --cycle", file=file, variable=name)
     return ref, da, end, file_start, first_step
+
+
+def _first_start(raw: xr.Dataset, da: xr.DataArray, valid: np.ndarray, file: str, name: str
+                 ) -> np.datetime64:
+    """Start of the first interval of observations without time bounds."""
+    first = np.sort(valid)
+    attr = raw.attrs.get("step_hours", da.attrs.get("step_hours"))
+    if attr is not None:
+        return first[0] - hours_to_timedelta(float(attr))
+    if first.size > 1:
+        return first[0] - (first[1] - first[0])
+    raise ForecastError("holds one observation time and no time bounds, so its interval is unknown; "
+                        "add time bounds (CF time_bnds) or a step_hours attribute", file=file, variable=name)
 
 
 def _time_bounds(raw: xr.Dataset, da: xr.DataArray, dim: Hashable) -> np.ndarray | None:
