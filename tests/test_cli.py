@@ -130,3 +130,32 @@ def test_demo_end_to_end(tmp_path):
     # no credential is ever written to a file by the demo
     settings_lines = [ln.split("#")[0] for ln in (ws / "ewarn.toml").read_text().splitlines()]
     assert not any(k in ln.upper() for ln in settings_lines for k in ("TOKEN", "SID", "PASSWORD"))
+
+
+def test_ingest_real_gfs_stale_then_replayed(tmp_path, shared_data):
+    ws = tmp_path / "ws"
+    ewarn("init", str(ws))
+    gfs = shared_data / "grib" / "gfs_2p5deg_20111008T00_f072_precip.grib2"
+    r = ewarn("ingest", "gfs", str(gfs), "--workspace", str(ws))
+    assert r.returncode == 2
+    assert "stale" in r.stderr and gfs.name in r.stderr.replace("\n", "")
+    assert not list((ws / "forecasts").rglob("*.nc"))  # nothing archived
+    r = ewarn("ingest", "gfs", str(gfs), "--as-of", "2011-10-08T06", "--workspace", str(ws))
+    assert r.returncode == 0, r.stderr
+    assert (ws / "forecasts" / "gfs" / "20111008T00.nc").exists()
+    r = ewarn("ingest", "gfs", str(gfs), "--as-of", "2011-10-08T06", "--workspace", str(ws))
+    assert r.returncode == 0
+    assert "unchanged" in r.stdout
+    r = ewarn("forecasts", "list", "--workspace", str(ws))
+    assert "2011-10-08T00" in r.stdout
+
+
+def test_ingest_grib_with_two_grids_names_them(tmp_path, shared_data):
+    ws = tmp_path / "ws"
+    ewarn("init", str(ws))
+    r = ewarn("ingest", "ecmwf-ifs", str(shared_data / "grib" / "ecmwf_tp_two_grids.grib"),
+              "--as-of", "2020-01-01", "--workspace", str(ws))
+    assert r.returncode == 2
+    err = r.stderr.replace("\n", " ")
+    assert "2664" in err and "4140" in err
+    assert "Traceback" not in r.stderr
