@@ -377,3 +377,22 @@ def test_in_memory_lazy_and_dask_paths_agree_and_leave_the_input_alone(tmp_path,
     lazy = open_forecast(profile, path, bounds=BOUNDS)
     assert lazy["precipitation"].chunks is not None
     xr.testing.assert_allclose(lazy.load()["precipitation"], in_memory["precipitation"])
+
+
+def test_wrf_bucket_counters_rebuild_the_totals(tmp_path):
+    """WRF with bucket_mm: RAINNC resets every BUCKET_MM and I_RAINNC counts the resets."""
+    lat, lon = np.linspace(21.5, 23, 6), np.linspace(103.8, 105.2, 7)
+    y, x = np.meshgrid(lat, lon, indexing="ij")
+    totals = np.array([0.0, 60.0, 130.0, 210.0])[:, None, None] * np.ones((4, 6, 7))  # since start
+    dims = ("Time", "south_north", "west_east")
+    ds = xr.Dataset(
+        {"RAINNC": (dims, (totals % 100).astype("f4"), {"units": "mm"}),
+         "I_RAINNC": (dims, (totals // 100).astype("i4"), {"units": ""}),
+         "RAINC": (dims, np.zeros((4, 6, 7), "f4"), {"units": "mm"}),
+         "I_RAINC": (dims, np.zeros((4, 6, 7), "i4"), {"units": ""}),
+         "XLAT": (dims, np.repeat(y[None], 4, 0), {"units": "degree_north"}),
+         "XLONG": (dims, np.repeat(x[None], 4, 0), {"units": "degree_east"})},
+        coords={"XTIME": ("Time", REF + np.arange(4) * np.timedelta64(1, "h"))},
+        attrs={"SIMULATION_START_DATE": "2024-09-07_12:00:00", "BUCKET_MM": 100.0})
+    out = open_forecast("wrf", write_nc(ds, tmp_path / "wrfout_d02"), bounds=BOUNDS).load()
+    np.testing.assert_allclose(out["precipitation"].values[:, 0, 0], [60, 70, 80])

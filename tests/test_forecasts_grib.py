@@ -120,9 +120,7 @@ def test_ecmwf_ensemble_control_and_perturbed_members(shared_data, tmp_path):
         for step, total in ((0, 0.0), (6, 0.004 * (num + 1)), (12, 0.010 * (num + 1))):
             specs.append({"dataType": dtype, "number": num, "endStep": step, "values": total})
     path = write_grib(shared_data / ECMWF, "tp", tmp_path / "ens.grib", specs)
-    settings = ForecastSettings(sources={"ens": {"kind": "grib", "variable": "tp",
-                                                 "accumulation": "since-start"}})
-    ds = open_forecast("ens", path, settings=settings)  # one grid in this file
+    ds = open_forecast("ecmwf-ens", path)  # the built-in profile; one grid in this file
     assert ds["precipitation"].dims == ("member", "time", "latitude", "longitude")
     assert ds["member"].values.tolist() == [0, 1, 2]
     assert ds["step_hours"].values.tolist() == [6.0, 6.0]

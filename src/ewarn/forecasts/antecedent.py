@@ -35,6 +35,7 @@ import xarray as xr
 
 from ewarn.config import Workspace
 from ewarn.forecasts.archive import list_archived
+from ewarn.forecasts.errors import ForecastError
 from ewarn.forecasts.normalize import VARIABLE, to_utc
 
 _HOUR = np.timedelta64(1, "h")
@@ -114,6 +115,8 @@ def antecedent(workspace: Workspace, source: str, until: dt.datetime, days: int 
     -------
     AntecedentRain
     """
+    if days < 1:
+        raise ForecastError(f"days must be at least 1 (got {days})")
     end = to_utc(until)
     start = end - np.timedelta64(24 * days, "h")
     hour_edges = start + np.arange(24 * days + 1) * _HOUR
