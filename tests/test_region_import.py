@@ -88,7 +88,8 @@ def test_real_lao_cai_imports_cleanly(tmp_path, lao_cai_path):
     assert c.geometry.is_valid.all()
     # the province merged two pre-2025 provinces: the candidates, and one warning saying so
     assert (c["legacy_province"] == "Lào Cai;Yên Bái").all()
-    assert [p.field for p in region.warnings] == ["legacy_province"]
+    # ... and six codes that differ from the official 2025 list (see the test below)
+    assert sorted(p.field for p in region.warnings) == ["code"] * 6 + ["legacy_province"]
 
     assert region.households["commune_code"].tolist() == ["02998", "02998"]
     assert region.households["phone"].tolist() == ["+84912345678", ""]
@@ -372,3 +373,30 @@ def test_fetch_roads_calls_osmnx_once_with_the_communes_polygon(tmp_path, lao_ca
     assert region.files["roads"].name == "roads.graphml"
     assert region.roads.edges[1, 2, 0]["length"] == pytest.approx(1030.0)
     assert "roads_fetched_from" in region.meta
+
+
+def test_codes_cross_checked_against_official_2025_list(tmp_path, lao_cai_path):
+    """Codes that differ from vietnam-provinces are warnings naming the official code; kept as is."""
+    region = import_region(tmp_path / "r", communes=lao_cai_path, code_field="ma_xa",
+                           name_field="ten_xa", population_field="dan_so")
+    code_warnings = [p for p in region.warnings if p.field == "code"]
+    lam_thuong = [p for p in code_warnings if "Lâm Thượng" in p.message]
+    assert len(lam_thuong) == 1
+    assert "04309" in lam_thuong[0].message and "04318" in lam_thuong[0].message
+    assert lam_thuong[0].severity == "warning"
+    assert "04309" in set(region.communes["code"])  # the file's code is kept
+    # Phúc Khánh's code agrees with the official list: no warning for it
+    assert not any("Phúc Khánh" in p.message for p in code_warnings)
+
+
+def test_official_name_mismatch_is_reported(tmp_path, lao_cai_json):
+    collection = json.loads(json.dumps(lao_cai_json))
+    for f in collection["features"]:
+        if f["properties"]["ma_xa"] == "02998":
+            f["properties"]["ten_xa"] = "Bảo Yên"  # wrong name on Phúc Khánh's code
+    path = tmp_path / "wrong_name.geojson"
+    path.write_text(json.dumps(collection, ensure_ascii=False), encoding="utf-8")
+    region = import_region(tmp_path / "r", communes=path, code_field="ma_xa", name_field="ten_xa",
+                           population_field="dan_so")
+    msgs = [p.message for p in region.warnings if p.field == "code" and "02998" in p.message]
+    assert msgs and "phúc khánh" in msgs[0]

@@ -1532,6 +1532,8 @@ def import_region(dest: Path | str, *, communes: Path, code_field: str = "code",
                                    name_field=name_field, population_field=population_field,
                                    province_field=province_field, province=province, layer=layer)
     index = _CommuneIndex.of(gdf) if gdf is not None else None
+    if gdf is not None:
+        problems += official_code_problems(gdf, _label(communes))
     labels: dict[str, str] = {}
     frames: dict[str, pd.DataFrame | None] = {}
     for kind, path in (("households", households), ("shelters", shelters), ("contacts", contacts)):
@@ -1580,6 +1582,68 @@ def _default_name(gdf: gpd.GeoDataFrame | None, path: Path) -> str:
         if len(provinces) == 1:
             return str(provinces[0])
     return path.name.split(".")[0]
+
+
+_COMMUNE_PREFIXES = ("xã ", "phường ", "đặc khu ", "thị trấn ")
+
+
+def _commune_key(name: str) -> str:
+    """Loose key of a commune name: NFC, case-folded, no "Xã"/"Phường"/"Đặc khu" prefix."""
+    s = re.sub(r"\s+", " ", unicodedata.normalize("NFC", str(name)).casefold().strip())
+    for prefix in _COMMUNE_PREFIXES:
+        if s.startswith(prefix):
+            return s[len(prefix):].strip()
+    return s
+
+
+@lru_cache(maxsize=1)
+def official_communes() -> pd.DataFrame:
+    """The official 2025 communes (code, name, province_code) from ``vietnam-provinces``.
+
+    Source: the ``vietnam-provinces`` package (data of Decision 19/2025/QĐ-TTg,
+    3,321 commune-level units after 2025-07-01).
+    """
+    from vietnam_provinces import Ward
+
+    wards = list(Ward.iter_all())
+    return pd.DataFrame({
+        "code": [f"{int(w.code):05d}" for w in wards],
+        "name": [w.name for w in wards],
+        "province_code": [int(w.province_code) for w in wards],
+    })
+
+
+def official_code_problems(communes: gpd.GeoDataFrame, label: str) -> list[Problem]:
+    """Warnings for commune codes or names that differ from the official 2025 list.
+
+    A code that is not in the list, or whose official name differs from the
+    file's, is a warning (sources disagree on a few codes; the file is kept
+    as it is) that names the official code of a commune of the same name.
+    """
+    official = official_communes()
+    by_code = dict(zip(official["code"], official["name"].map(_commune_key), strict=True))
+    codes_by_name = official.groupby(official["name"].map(_commune_key))["code"].agg(list)
+    keys = communes["name"].map(_commune_key)
+    official_name = communes["code"].map(by_code)
+    bad = official_name.isna() | (official_name != keys)
+    problems: list[Problem] = []
+    for pos in np.flatnonzero(bad.to_numpy()):
+        code, name = communes["code"].iat[pos], communes["name"].iat[pos]
+        known = official_name.iat[pos]
+        same_name = codes_by_name.get(keys.iat[pos], [])
+        hint = f"; the official list has '{name}' as {', '.join(same_name)}" if same_name else ""
+        what = (f"code {code} is '{known}' in the official 2025 list, not '{name}'"
+                if isinstance(known, str) else f"code {code} ('{name}') is not in the official 2025 list")
+        problems.append(Problem(
+            label, f"{what} (vietnam-provinces {_vp_version()}){hint}; check the code, the file is "
+            "kept as it is", where=f"feature {pos + 1}", field="code", severity="warning"))
+    return problems
+
+
+def _vp_version() -> str:
+    from importlib.metadata import version
+
+    return version("vietnam-provinces")
 
 
 def _fetch_roads(gdf: gpd.GeoDataFrame, problems: list[Problem]) -> nx.MultiDiGraph | None:
