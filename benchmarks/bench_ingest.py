@@ -8,13 +8,14 @@ with :func:`ewarn.forecasts.open_forecast` (units → mm, de-accumulation,
 tiny negatives clipped, contract metadata) and loads the result; the baseline
 is ``xarray.open_dataset(path).load()`` of the same file.
 
-Each side runs in its own Python process (a warm-up, then timed repeats; the
-best time is reported) and reports its resident-memory high-water mark
+Each side runs in its own Python processes (three each, alternating, so a
+busy moment on a shared machine hits both; in each a warm-up, then timed
+repeats; the best time is reported) and reports its resident-memory high-water mark
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``; tracemalloc misses numpy's C
 allocations). Targets: ewarn within 2× of the plain load's time; peak memory
 under 2 GB.
 
-Run: ``.venv/bin/python benchmarks/bench_ingest.py`` (about 10–20 s).
+Run: ``.venv/bin/python benchmarks/bench_ingest.py`` (about 20 s).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MEMBERS, STEPS, STEP_HOURS = 51, 40, 6
 LAT = np.round(np.arange(8.0, 16.0 + 1e-9, 0.1), 3)
 LON = np.round(np.arange(102.0, 117.0 + 1e-9, 0.1), 3)
 REPEATS = 5
+ROUNDS = 3  # processes per side, alternating
 TIME_TARGET = 2.0  # × the plain load
 MEMORY_TARGET_MB = 2048.0
 
@@ -92,13 +94,23 @@ def measure(mode: str, path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _combine(results: list[dict]) -> dict:
+    """Best time, median of the medians, highest peak memory over the processes of one side."""
+    medians = sorted(r["median_s"] for r in results)
+    return {"best_s": min(r["best_s"] for r in results), "median_s": medians[len(medians) // 2],
+            "peak_mb": max(r["peak_mb"] for r in results), "total": results[0]["total"]}
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ewarn-bench-") as tmp:
         path = Path(tmp) / "ens.nc"
         expected = make_file(path)
         size_mb = path.stat().st_size / 2**20
-        plain = measure("plain", path)
-        ewarn = measure("ewarn", path)
+        runs: dict[str, list[dict]] = {"plain": [], "ewarn": []}
+        for _ in range(ROUNDS):  # alternate, so a busy moment on a shared machine hits both
+            for mode in ("plain", "ewarn"):
+                runs[mode].append(measure(mode, path))
+        plain, ewarn = (_combine(runs[m]) for m in ("plain", "ewarn"))
     t_ratio = ewarn["best_s"] / plain["best_s"]
     m_ratio = ewarn["peak_mb"] / plain["peak_mb"]
     correct = abs(ewarn["total"] - expected) <= 1e-4 * expected
@@ -113,7 +125,7 @@ def main() -> int:
          f"{ewarn['total'] / expected:.6f}", "= m × 1000", correct),
     ]
     print(f"bench_ingest: {MEMBERS} members × {STEPS} steps × {LAT.size}×{LON.size} cells (0.1°, "
-          f"102–117 E, 8–16 N), {size_mb:.0f} MB NetCDF; best of {REPEATS} runs after a warm-up")
+          f"102–117 E, 8–16 N), {size_mb:.0f} MB NetCDF; best of {ROUNDS} processes × {REPEATS} runs")
     print("baseline: xarray.open_dataset(path).load() of the same file, in its own process")
     header = ("measurement", "ewarn", "baseline", "ratio", "target", "result")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]

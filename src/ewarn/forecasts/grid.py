@@ -103,6 +103,8 @@ def to_rectilinear(da: xr.DataArray, raw: xr.Dataset, *, file: str = "", variabl
     ForecastError
         No latitude/longitude, or a curvilinear or unstructured grid.
     """
+    if all(d in da.dims and d in da.coords and da[d].dims == (d,) for d in ("latitude", "longitude")):
+        return da  # already on the contract's axes (cfgrib, CF files that use these names)
     lat_name = find_axis([da, raw], "lat")
     lon_name = find_axis([da, raw], "lon")
     if lat_name is None or lon_name is None:
@@ -233,5 +235,9 @@ def select_region(da: xr.DataArray, bounds: Bounds | None, margin_deg: float, *,
                 f"latitude {south:g}..{north:g}. This forecast is for another area: ingest one for the "
                 "region (or check the workspace's region)", file=file, variable=variable)
         lat_order, lon_order = lat_order[_at_least_two(in_lat)], lon_order[_at_least_two(in_lon)]
+    identity_lat = np.array_equal(lat_order, np.arange(lat.size))
+    identity_lon = np.array_equal(lon_order, np.arange(lon.size))
+    if identity_lat and identity_lon and np.array_equal(lon, da["longitude"].values):
+        return da  # already ascending, in −180..180 and inside the region: nothing to cut
     out = _take(_take(da, "latitude", lat_order), "longitude", lon_order)
     return out.assign_coords(latitude=("latitude", lat[lat_order]), longitude=("longitude", lon[lon_order]))

@@ -363,22 +363,23 @@ def _assemble(out: xr.DataArray, ref: np.datetime64, start_h: np.ndarray, end_h:
     out = out.transpose(*dims)
     if out.dtype != np.float32:
         out = out.astype("float32")
-    out = out.assign_coords(time=("time", end_t), step_hours=("time", step))
-    out.attrs = {**CF_ATTRS, "ewarn_source_variable": name, "ewarn_accumulation": accumulation}
-    out.name = VARIABLE
-    ds = out.to_dataset()
-    ds["time_bnds"] = xr.DataArray(np.stack([start_t, end_t], axis=1), dims=("time", "bnds"))
-    ds["time"].attrs = {"standard_name": "time", "long_name": "end of the accumulation interval (UTC)",
-                        "axis": "T", "bounds": "time_bnds"}
-    ds["step_hours"].attrs = {"long_name": "length of the accumulation interval", "units": "hours"}
-    ds["latitude"].attrs = {"standard_name": "latitude", "long_name": "latitude",
-                            "units": "degrees_north", "axis": "Y"}
-    ds["longitude"].attrs = {"standard_name": "longitude", "long_name": "longitude",
-                             "units": "degrees_east", "axis": "X"}
-    if "member" in ds.dims:
-        ds["member"].attrs = {"standard_name": "realization", "long_name": "ensemble member"}
+    coords: dict[str, Any] = {
+        "time": ("time", end_t, {"standard_name": "time", "axis": "T", "bounds": "time_bnds",
+                                 "long_name": "end of the accumulation interval (UTC)"}),
+        "step_hours": ("time", step, {"long_name": "length of the accumulation interval",
+                                      "units": "hours"}),
+        "latitude": ("latitude", out["latitude"].values, {"standard_name": "latitude", "axis": "Y",
+                                                          "long_name": "latitude",
+                                                          "units": "degrees_north"}),
+        "longitude": ("longitude", out["longitude"].values, {"standard_name": "longitude", "axis": "X",
+                                                             "long_name": "longitude",
+                                                             "units": "degrees_east"}),
+    }
+    if "member" in out.dims:
+        coords["member"] = ("member", out["member"].values,
+                            {"standard_name": "realization", "long_name": "ensemble member"})
     uniform = bool(np.allclose(step, step[0]))
-    ds.attrs = {
+    attrs = {
         "Conventions": "CF-1.8",
         "title": f"precipitation forecast, source {profile.name}",
         "source": profile.name,
@@ -389,9 +390,13 @@ def _assemble(out: xr.DataArray, ref: np.datetime64, start_h: np.ndarray, end_h:
         "source_file": file,
     }
     if profile.observed:
-        ds.attrs["featureType"] = "grid"
-        ds.attrs["ewarn_observed"] = 1
-    return ds
+        attrs["featureType"] = "grid"
+        attrs["ewarn_observed"] = 1
+    var_attrs = {**CF_ATTRS, "ewarn_source_variable": name, "ewarn_accumulation": accumulation}
+    return xr.Dataset(
+        {VARIABLE: (dims, out.variable.data, var_attrs),
+         "time_bnds": (("time", "bnds"), np.stack([start_t, end_t], axis=1))},
+        coords=coords, attrs=attrs)
 
 
 def normalize(
