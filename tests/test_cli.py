@@ -159,3 +159,12 @@ def test_ingest_grib_with_two_grids_names_them(tmp_path, shared_data):
     err = r.stderr.replace("\n", " ")
     assert "2664" in err and "4140" in err
     assert "Traceback" not in r.stderr
+
+
+def test_error_text_with_square_brackets_is_printed_verbatim(tmp_path):
+    ws = tmp_path / "ws"
+    ewarn("init", str(ws))
+    (ws / "ewarn.toml").write_text("[alerts]\nmin_level = [1]\n")
+    r = ewarn("forecasts", "list", "--workspace", str(ws))
+    assert r.returncode == 2
+    assert "(got [1])" in r.stderr  # rich markup must not eat bracketed text

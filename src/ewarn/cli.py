@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ewarn import __version__
@@ -69,7 +70,7 @@ def _parse_cycle(value: str | None) -> dt.datetime | None:
 def _print_problems(problems: list[Problem]) -> None:
     for p in problems:
         style = "red" if p.severity == "error" else "yellow"
-        err_console.print(f"[{style}]{p.severity}[/]: {p}", markup=True, highlight=False)
+        err_console.print(f"[{style}]{p.severity}[/]: {escape(str(p))}", highlight=False)
 
 
 @app.callback(invoke_without_command=True)
@@ -315,11 +316,11 @@ def main() -> None:
     try:
         app()
     except ValidationError as exc:
-        err_console.print(f"[red]error:[/] {exc.summary}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(exc.summary)}", highlight=False)
         _print_problems(exc.problems)
         sys.exit(1)
     except EwarnError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -327,7 +328,7 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("EWARN_DEBUG"):
             raise
-        err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n"
+        err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                           "This is a bug in ewarn; run again with EWARN_DEBUG=1 for the traceback "
                           "and report it.", highlight=False)
         sys.exit(70)
