@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ewarn import __version__
-from ewarn.config import Workspace, init_workspace
+from ewarn.config import LOCAL_TZ, Workspace, init_workspace
 from ewarn.errors import EwarnError, Problem, ValidationError
 from ewarn.log import setup_logging
 
@@ -51,6 +51,15 @@ def _ws(path: Path | None) -> Workspace:
     ws = Workspace.open(path)
     setup_logging(ws.settings.workspace.log_level)
     return ws
+
+
+def _local(t: dt.datetime, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored (UTC) time as people read it: Asia/Ho_Chi_Minh, with the offset."""
+    from zoneinfo import ZoneInfo
+
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(ZoneInfo(LOCAL_TZ)).strftime(fmt) + " (UTC+7)"
 
 
 def _parse_cycle(value: str | None) -> dt.datetime | None:
@@ -207,7 +216,7 @@ def demo(
 
     root = resolve_workspace(workspace or Path("ewarn-demo"))
     ws = init_workspace(root)
-    setup_logging(ws.settings.workspace.log_level)
+    setup_logging("WARNING")  # the demo is read by a person: the summary, not the log
     with console.status("building the demo region (Bảo Yên – Phúc Khánh, Lào Cai)…"):
         demo_mod.build_demo_region(ws.region_dir, seed, overwrite=True)
         region = Region.load(ws.region_dir)
@@ -232,7 +241,7 @@ def _print_cycle(result) -> None:
     import numpy as np
     import xarray as xr
 
-    console.print(f"cycle {result.source} {result.cycle:%Y-%m-%d %H:%M} UTC: "
+    console.print(f"cycle {result.source} {_local(result.cycle)}: "
                   f"[green]{result.status}[/] ({' → '.join(result.steps)})")
     archived = result.results.get("ingest")
     if archived is not None:
@@ -270,9 +279,8 @@ def ingest(
         a = forecasts.ingest(ws, source, path_or_url, cycle=_parse_cycle(cycle), force=force,
                              bounds=bounds, now=_parse_cycle(as_of))
     _print_problems(a.warnings)
-    console.print(f"{a.status}: {a.source} {a.cycle:%Y-%m-%dT%H}Z → {a.path} "
-                  f"(valid {a.valid_from:%Y-%m-%d %H:%M}–{a.valid_to:%Y-%m-%d %H:%M} UTC, "
-                  f"{a.members or 1} member(s))")
+    console.print(f"{a.status}: {a.source} cycle {a.cycle:%Y-%m-%dT%H}Z → {a.path}\n"
+                  f"  valid {_local(a.valid_from)} – {_local(a.valid_to)}, {a.members or 1} member(s)")
 
 
 @forecasts_app.command("list")
@@ -286,12 +294,12 @@ def forecasts_list(
     ws = _ws(workspace)
     items = forecasts.list_archived(ws, source)
     table = Table(title=f"{len(items)} archived forecast(s), files in {ws.path('forecasts')}"
-                        "/SOURCE/CYCLE.nc (times UTC)")
+                        "/SOURCE/CYCLE.nc; cycles in UTC, validity in local time (UTC+7)")
     for col in ("source", "cycle", "valid from", "valid to", "members", "status"):
         table.add_column(col, no_wrap=col in ("source", "cycle"))
     for a in sorted(items, key=lambda a: (a.source, a.cycle)):
-        table.add_row(a.source, f"{a.cycle:%Y-%m-%dT%H}", f"{a.valid_from:%Y-%m-%d %H:%M}",
-                      f"{a.valid_to:%Y-%m-%d %H:%M}", str(a.members or 1), a.status)
+        table.add_row(a.source, f"{a.cycle:%Y-%m-%dT%H}Z", _local(a.valid_from, "%Y-%m-%d %H:%M"),
+                      _local(a.valid_to, "%Y-%m-%d %H:%M"), str(a.members or 1), a.status)
     console.print(table)
 
 
