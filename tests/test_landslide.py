@@ -228,6 +228,7 @@ def test_landslide_hazard_no_rain_no_hazard_heavy_rain_triggers(tiny, params):
     assert int(out["index"].max()) == 0 and not bool(out["triggered"].any())
     wet = rainfall.accumulations(_hourly(np.full((24, 6, 5), 8.0), lat, lon), windows_h=(1, 3, 24))
     out = L.landslide_hazard(tiny, wet, params=params)
+    assert all(v.dims == ("time", "latitude", "longitude") for v in out.data_vars.values())
     last = out.isel(time=-1)
     sus = tiny["susceptibility"].values
     assert bool(last["triggered"].values[sus >= 3].all())  # 192 mm in 24 h on steep cells

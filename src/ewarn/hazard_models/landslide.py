@@ -769,6 +769,7 @@ def landslide_hazard(
     })
     if wet is not None:
         out["wet"] = wet.assign_attrs(long_name="LHASA wet (ARI above threshold)")
+    out = out.transpose(*ratio.dims)  # the accumulations' dim order for every variable
     return out.assign_attrs(id_threshold=p.id_use, parameters=str(p.path))
 
 
