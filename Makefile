@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+STAMP_BENCH := $(VENV)/.installed-bench
 DEMO_WS ?= ewarn-demo
 
 .PHONY: demo test bench lint clean venv
@@ -20,6 +21,10 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,grib,dask]'
 	touch $@ $(STAMP_RUN)
 
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,grib,dask,bench]'
+	touch $@ $(STAMP_TEST) $(STAMP_RUN)
+
 venv: $(STAMP_RUN)
 
 ## make demo: build the embedded demo region and storm and run the whole chain
@@ -31,7 +36,7 @@ test: $(STAMP_TEST)
 	$(BIN)/python -m pytest -q
 
 ## make bench: benchmarks, each printed beside its baseline as a ratio
-bench: $(STAMP_TEST)
+bench: $(STAMP_BENCH)
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 ## make lint: ruff
