@@ -39,10 +39,8 @@ Every number that is not a definition comes from ``tables/flash_flood.toml``
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +49,12 @@ import xarray as xr
 
 from ewarn.errors import EwarnError, Problem
 from ewarn.hazard_models.rainfall import accumulations
-from ewarn.hazard_models.tables import TABLES_DIR, provenance_problems, raise_if_problems, read_toml
+from ewarn.hazard_models.tables import (
+    TABLES_DIR,
+    TableReader,
+    load_cached,
+    raise_if_problems,
+)
 
 __all__ = [
     "FlashFloodInputError",
@@ -151,59 +154,19 @@ def flash_flood_parameters(path: Path | str | None = None) -> FlashFloodParamete
     ewarn.hazard_models.tables.TableError
         Naming the file, the section and the field of every problem.
     """
-    p = Path(path).resolve() if path is not None else FLASH_FLOOD_TABLE
-    try:
-        st = p.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = (-1, -1)
-    return _flash_flood_parameters(p, stamp)
+    return load_cached(_parse_flash_flood_table, path, FLASH_FLOOD_TABLE)
 
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
 
 
-@lru_cache(maxsize=8)
-def _flash_flood_parameters(path: Path, stamp: tuple[int, int]) -> FlashFloodParameters:
-    doc = read_toml(path)
-    file = str(path)
-    problems: list[Problem] = []
-
-    def section(name: str) -> dict[str, Any]:
-        sec = doc.get(name)
-        if not isinstance(sec, dict):
-            problems.append(Problem(file, "section missing; copy it from the shipped table", f"[{name}]"))
-            return {}
-        problems.extend(provenance_problems(sec, file, f"[{name}]"))
-        return sec
-
-    def number(sec: dict[str, Any], name: str, key: str, lo: float, hi: float) -> float:
-        v = sec.get(key)
-        if not (_is_num(v) and lo <= v <= hi):
-            problems.append(Problem(file, f"is {v!r}; must be a number in [{lo}, {hi}]", f"[{name}]", key))
-            return float("nan")
-        return float(v)
-
-    def numbers(sec: dict[str, Any], name: str, key: str, lo: float, hi: float, *,
-                increasing: bool = False, nondecreasing: bool = False, n: int | None = None
-                ) -> tuple[float, ...]:
-        v = sec.get(key)
-        ok = isinstance(v, list) and len(v) > 0 and all(_is_num(x) and lo <= x <= hi for x in v)
-        if ok and n is not None and len(v) != n:
-            problems.append(Problem(file, f"has {len(v)} values; must have {n} (one per entry of the "
-                                    "matching list)", f"[{name}]", key))
-            return tuple(float(x) for x in v)
-        if ok and increasing and any(b <= a for a, b in itertools.pairwise(v)):
-            problems.append(Problem(file, f"is {v!r}; values must increase", f"[{name}]", key))
-        if ok and nondecreasing and any(b < a for a, b in itertools.pairwise(v)):
-            problems.append(Problem(file, f"is {v!r}; values must not decrease", f"[{name}]", key))
-        if not ok:
-            problems.append(Problem(file, f"is {v!r}; must be a non-empty list of numbers in [{lo}, {hi}]",
-                                    f"[{name}]", key))
-            return ()
-        return tuple(float(x) for x in v)
-
+def _parse_flash_flood_table(path: Path) -> FlashFloodParameters:
+    t = TableReader(path)
+    file, problems = t.file, t.problems
+    section = t.section
+    number = t.number
+    numbers = t.numbers
     cn = section("curve_number")
     cn_ii = number(cn, "curve_number", "cn_ii", 1.0, 100.0) if cn else np.nan
     amc = section("antecedent_moisture")

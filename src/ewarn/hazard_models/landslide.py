@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,12 @@ import xarray as xr
 from scipy import sparse
 
 from ewarn.errors import EwarnError, Problem
-from ewarn.hazard_models.tables import TABLES_DIR, provenance_problems, raise_if_problems, read_toml
+from ewarn.hazard_models.tables import (
+    TABLES_DIR,
+    TableReader,
+    load_cached,
+    raise_if_problems,
+)
 
 __all__ = [
     "INDEX_CLASSES",
@@ -177,54 +181,15 @@ def landslide_parameters(path: Path | str | None = None) -> LandslideParameters:
     ewarn.hazard_models.tables.TableError
         Naming the file, the section or row and the field of every problem.
     """
-    p = Path(path).resolve() if path is not None else LANDSLIDE_TABLE
-    try:
-        st = p.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = (-1, -1)
-    return _landslide_parameters(p, stamp)
+    return load_cached(_parse_landslide_table, path, LANDSLIDE_TABLE)
 
 
-@lru_cache(maxsize=8)
-def _landslide_parameters(path: Path, stamp: tuple[int, int]) -> LandslideParameters:
-    doc = read_toml(path)
-    file = str(path)
-    problems: list[Problem] = []
-
-    def section(name: str) -> dict[str, Any]:
-        sec = doc.get(name)
-        if not isinstance(sec, dict):
-            problems.append(Problem(file, "section missing; copy it from the shipped table", f"[{name}]"))
-            return {}
-        problems.extend(provenance_problems(sec, file, f"[{name}]"))
-        return sec
-
-    def rows(name: str) -> list[tuple[str, dict[str, Any]]]:
-        value = doc.get(name)
-        if not isinstance(value, list) or not value or not all(isinstance(r, dict) for r in value):
-            problems.append(Problem(file, "missing; give at least one [[" + name + "]] row", f"[[{name}]]"))
-            return []
-        out = []
-        for i, r in enumerate(value):
-            where = f"{name}[{i}]"
-            problems.extend(provenance_problems(r, file, where))
-            if not isinstance(r.get("name"), str) or not r["name"]:
-                problems.append(Problem(file, "missing; name the row", where, "name"))
-            out.append((where, r))
-        return out
-
-    def num(sec: dict[str, Any], where: str, key: str, lo: float, hi: float, integer: bool = False) -> float:
-        v = sec.get(key)
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
-        if integer:
-            ok = ok and isinstance(v, int)
-        if not ok:
-            kind = "a whole number" if integer else "a number"
-            problems.append(Problem(file, f"is {v!r}; must be {kind} in [{lo:g}, {hi:g}]", where, key))
-            return float("nan")
-        return float(v)
-
+def _parse_landslide_table(path: Path) -> LandslideParameters:
+    t = TableReader(path)
+    file, problems = t.file, t.problems
+    section = t.section
+    rows = t.rows
+    num = t.number
     lh = section("lhasa")
     wet_pct = num(lh, "[lhasa]", "wet_percentile", 50, 100)
     mod_above = num(lh, "[lhasa]", "moderate_above", 0, 5, integer=True)

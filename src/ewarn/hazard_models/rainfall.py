@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from functools import partial as partial_fn
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,12 @@ import pandas as pd
 import xarray as xr
 
 from ewarn.errors import EwarnError, Problem
-from ewarn.hazard_models.tables import TABLES_DIR, provenance_problems, raise_if_problems, read_toml
+from ewarn.hazard_models.tables import (
+    TABLES_DIR,
+    TableReader,
+    load_cached,
+    raise_if_problems,
+)
 
 __all__ = [
     "ARI_WEIGHTS",
@@ -118,39 +122,14 @@ def rainfall_parameters(path: Path | str | None = None) -> RainfallParameters:
     ewarn.hazard_models.tables.TableError
         Naming the file, the section and the field of every problem.
     """
-    p = Path(path).resolve() if path is not None else RAINFALL_TABLE
-    try:
-        st = p.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = (-1, -1)  # read_toml reports the missing file
-    return _rainfall_parameters(p, stamp)
+    return load_cached(_parse_rainfall_table, path, RAINFALL_TABLE)
 
 
-@lru_cache(maxsize=8)
-def _rainfall_parameters(path: Path, stamp: tuple[int, int]) -> RainfallParameters:
-    doc = read_toml(path)
-    file = str(path)
-    problems: list[Problem] = []
-
-    def section(name: str) -> dict[str, Any]:
-        sec = doc.get(name)
-        if not isinstance(sec, dict):
-            problems.append(Problem(file, "section missing; copy it from the shipped table", f"[{name}]"))
-            return {}
-        problems.extend(provenance_problems(sec, file, f"[{name}]"))
-        return sec
-
-    def number(sec: dict[str, Any], name: str, key: str, lo: float, hi: float, closed: bool) -> float:
-        v = sec.get(key)
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and (
-            lo <= v <= hi if closed else lo < v < hi)
-        if not ok:
-            rng = f"[{lo}, {hi}]" if closed else f"({lo}, {hi})"
-            problems.append(Problem(file, f"is {v!r}; must be a number in {rng}", f"[{name}]", key))
-            return float("nan")
-        return float(v)
-
+def _parse_rainfall_table(path: Path) -> RainfallParameters:
+    t = TableReader(path)
+    file, problems = t.file, t.problems
+    section = t.section
+    number = t.number
     api = section("antecedent_precipitation_index")
     k = number(api, "antecedent_precipitation_index", "k", 0.0, 1.0, closed=False) if api else np.nan
     rd = section("rain_day")

@@ -40,16 +40,20 @@ import itertools
 import os
 import tempfile
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyflwdir
 import xarray as xr
 
 from ewarn.errors import EwarnError, Problem
-from ewarn.hazard_models.tables import TABLES_DIR, provenance_problems, raise_if_problems, read_toml
+from ewarn.hazard_models.tables import (
+    TABLES_DIR,
+    TableReader,
+    load_cached,
+    raise_if_problems,
+)
 
 if TYPE_CHECKING:
     from ewarn.region import Region
@@ -144,36 +148,14 @@ def terrain_parameters(path: Path | str | None = None) -> TerrainParameters:
     ewarn.hazard_models.tables.TableError
         Naming the file, the section and the field of every problem.
     """
-    p = Path(path).resolve() if path is not None else TERRAIN_TABLE
-    try:
-        st = p.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = (-1, -1)  # read_toml reports the missing file
-    return _terrain_parameters(p, stamp)
+    return load_cached(_parse_terrain_table, path, TERRAIN_TABLE)
 
 
-@lru_cache(maxsize=8)
-def _terrain_parameters(path: Path, stamp: tuple[int, int]) -> TerrainParameters:
-    doc = read_toml(path)
-    file = str(path)
-    problems: list[Problem] = []
-
-    def section(name: str) -> dict[str, Any]:
-        sec = doc.get(name)
-        if not isinstance(sec, dict):
-            problems.append(Problem(file, "section missing; copy it from the shipped table", f"[{name}]"))
-            return {}
-        problems.extend(provenance_problems(sec, file, f"[{name}]"))
-        return sec
-
-    def number(sec: dict[str, Any], name: str, key: str, lo: float, hi: float) -> float:
-        v = sec.get(key)
-        if not (isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi):
-            problems.append(Problem(file, f"is {v!r}; must be a number in [{lo}, {hi}]", f"[{name}]", key))
-            return float("nan")
-        return float(v)
-
+def _parse_terrain_table(path: Path) -> TerrainParameters:
+    t = TableReader(path)
+    file, problems = t.file, t.problems
+    section = t.section
+    number = t.number
     def code_map(name: str) -> dict[int, int]:
         sec = section(name)
         codes, adjust = sec.get("codes", []), sec.get("adjust", [])
