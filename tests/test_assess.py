@@ -338,3 +338,18 @@ def test_real_lao_cai_communes_storm_on_phuc_khanh(tmp_path, shared_data):
     assert set(ds["zone_class"].values.tolist()) == {2}  # no terrain: default "medium"
     assert (ds["region_group"].values == 1).all()  # Lào Cai and Yên Bái are KV1
     _storm_properties(ds, "02998")
+
+
+def test_package_reexports_every_public_name():
+    import importlib
+
+    import ewarn.hazard_models as hm
+
+    for mod in ("rainfall", "levels", "zonal", "terrain", "flash_flood", "landslide", "assess"):
+        m = importlib.import_module(f"ewarn.hazard_models.{mod}")
+        for name in set(m.__all__) - {"assess"}:
+            assert getattr(hm, name) is getattr(m, name), (mod, name)
+    assert hm.assess_forecast is A.assess
+    from ewarn.hazard_models import assess as module  # the submodule, not shadowed by the function
+
+    assert module is A
