@@ -125,6 +125,20 @@ def test_demo_end_to_end(tmp_path):
     r3 = ewarn("forecasts", "list", "--workspace", str(ws))
     assert r3.returncode == 0
     assert "2024-09-07T12" in r3.stdout
+    # the assessment: Phúc Khánh at level >= 2, shown in local time, stored once per cycle
+    assert (ws / "assessments" / "demo" / "20240907T12.nc").exists()
+    r4 = ewarn("risk", "show", "--workspace", str(ws))
+    assert r4.returncode == 0, r4.stderr
+    assert "Phúc Khánh" in r4.stdout and "UTC+7" in r4.stdout
+    line = next(ln for ln in r4.stdout.splitlines() if "02998" in ln)
+    assert "Cấp 2" in line or "Cấp 3" in line or "Cấp 4" in line or "Cấp 5" in line
+    r5 = ewarn("assess", "demo", "2024-09-07T12", "--workspace", str(ws))
+    assert r5.returncode == 0, r5.stderr
+    r6 = ewarn("risk", "show", "--source", "demo", "--cycle", "2024-09-07T12", "--min-level", "3",
+               "--workspace", str(ws))
+    assert r6.returncode == 0 and "02998" in r6.stdout
+    r7 = ewarn("risk", "show", "--source", "demo", "--cycle", "2024-09-08T00", "--workspace", str(ws))
+    assert r7.returncode == 2 and "ewarn assess demo" in r7.stderr
     contacts = (ws / "region" / "contacts.csv").read_text(encoding="utf-8")
     assert "demo" in contacts.splitlines()[0]
     # no credential is ever written to a file by the demo

@@ -37,8 +37,10 @@ app = typer.Typer(
 region_app = typer.Typer(help="Region data: communes, terrain, households, shelters, contacts, roads.",
                          no_args_is_help=True)
 forecasts_app = typer.Typer(help="The forecast archive.", no_args_is_help=True)
+risk_app = typer.Typer(help="Risk assessments per commune.", no_args_is_help=True)
 app.add_typer(region_app, name="region")
 app.add_typer(forecasts_app, name="forecasts")
+app.add_typer(risk_app, name="risk")
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -53,13 +55,13 @@ def _ws(path: Path | None) -> Workspace:
     return ws
 
 
-def _local(t: dt.datetime, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A stored (UTC) time as people read it: Asia/Ho_Chi_Minh, with the offset."""
+def _local(t: dt.datetime, fmt: str = "%Y-%m-%d %H:%M", *, offset: bool = True) -> str:
+    """A stored (UTC) time as people read it: Asia/Ho_Chi_Minh (with the offset unless told not)."""
     from zoneinfo import ZoneInfo
 
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(ZoneInfo(LOCAL_TZ)).strftime(fmt) + " (UTC+7)"
+    return t.astimezone(ZoneInfo(LOCAL_TZ)).strftime(fmt) + (" (UTC+7)" if offset else "")
 
 
 def _parse_cycle(value: str | None) -> dt.datetime | None:
@@ -234,6 +236,8 @@ def demo(
             progress=lambda step: status.update(f"cycle: {step}…"),
         )
     _print_cycle(result)
+    if "assess" in result.results:
+        _print_risk(result.results["assess"])
     console.print(f"\nworkspace: [bold]{ws.root}[/]")
 
 
@@ -317,6 +321,95 @@ def forecasts_show(
     total = ds["precipitation"].sum("time")
     console.print(f"total rain over the forecast: max {float(total.max()):.1f} mm, "
                   f"mean {float(total.mean()):.1f} mm")
+
+
+@app.command()
+def assess(
+    source: Annotated[str, typer.Argument(help="source profile of an archived forecast")],
+    cycle: Annotated[str | None, typer.Argument(help="cycle, UTC, e.g. 2024-09-07T12")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Assess an archived forecast cycle: hazard indices and levels per commune."""
+    from ewarn.pipeline import run_cycle
+
+    ws = _ws(workspace)
+    with console.status("assessing…") as status:
+        result = run_cycle(ws, source, None, cycle=_parse_cycle(cycle), stages=("ingest", "assess"),
+                           progress=lambda step: status.update(f"{step}…"))
+    _print_cycle(result)
+    _print_risk(result.results["assess"])
+
+
+def _print_risk(ds, *, min_level: int = 1, limit: int = 30) -> None:
+    """The communes at level ≥ min_level, highest level and earliest onset first."""
+    import pandas as pd
+
+    from ewarn.hazard_models.assess import summarize
+    from ewarn.hazard_models.levels import LEVEL_DISCLAIMER, LEVELS
+
+    df = summarize(ds)
+    at_risk = df[df["level_max"] >= min_level]
+    ensemble = bool(df["probability_level_ge2"].notna().any())
+    table = Table(title=f"{len(at_risk)} of {len(df)} communes at level ≥ {min_level} "
+                        "(times: ngày/tháng giờ, UTC+7)")
+    cols = ["level", "commune", "code", "onset", "peak", "1 h max [mm]", "24 h max [mm]", "FFG ratio"]
+    for col in cols + (["P(level ≥ 2)"] if ensemble else []):
+        table.add_column(col, justify="left" if col in ("level", "commune", "onset", "peak") else "right")
+
+    def when(t) -> str:
+        if t is None or pd.isna(t):
+            return "–"
+        return _local(pd.Timestamp(t).to_pydatetime(), "%d/%m %H:%M", offset=False)
+
+    def num(v, fmt: str) -> str:
+        return "–" if v is None or pd.isna(v) else format(v, fmt)
+
+    for r in at_risk.head(limit).itertuples():
+        lv = LEVELS[int(r.level_max)]
+        cells = [f"[on {lv.colour_hex}] [/] {lv.name_vi}", escape(str(r.name)), str(r.code),
+                 when(r.onset_time), when(r.peak_time), num(r.rain_1h_max, ".0f"),
+                 num(r.rain_24h_max, ".0f"), num(r.ffg_ratio_max, ".2f")]
+        table.add_row(*cells, *([num(r.probability_level_ge2, ".0%")] if ensemble else []))
+    console.print(table)
+    if len(at_risk) > limit:
+        console.print(f"… and {len(at_risk) - limit} more")
+    console.print(escape(LEVEL_DISCLAIMER["vi"]), style="dim")
+
+
+@risk_app.command("show")
+def risk_show(
+    source: Annotated[str | None, typer.Option(help="only this source [default: latest of any]")] = None,
+    cycle: Annotated[str | None, typer.Option(help="cycle, UTC [default: latest]")] = None,
+    min_level: Annotated[int, typer.Option(help="lowest level listed")] = 1,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Communes at risk in the latest assessment, by level and onset (local time)."""
+    import pandas as pd
+    import xarray as xr
+
+    from ewarn.hazard_models.assess import latest_assessment
+    from ewarn.store import Store
+
+    ws = _ws(workspace)
+    want = _parse_cycle(cycle)
+    if want is not None:
+        if source is None:
+            raise EwarnError("--cycle needs --source (e.g. --source gfs --cycle 2024-09-07T12)")
+        path = ws.path("assessments", source, f"{want:%Y%m%dT%H}.nc")
+        if not path.exists():
+            raise EwarnError(f"no assessment of {source} cycle {want:%Y-%m-%dT%H}Z ({path} is absent); "
+                             f"run 'ewarn assess {source} {want:%Y-%m-%dT%H}'")
+        label = f"{source} cycle {_local(want)}"
+    else:
+        rows = latest_assessment(Store.open(ws.database_url), source)
+        if rows.empty:
+            raise EwarnError("no assessment yet; run a cycle first (ewarn assess SOURCE, or ewarn demo)")
+        path = Path(rows["path"].iloc[0])
+        when = pd.Timestamp(rows["cycle"].iloc[0]).to_pydatetime()
+        label = f"{rows['source'].iloc[0]} cycle {_local(when)}"
+    with xr.open_dataset(path) as ds:
+        console.print(f"assessment {label}: {path}")
+        _print_risk(ds.load(), min_level=min_level)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,9 +88,31 @@ def _stage_ingest(ctx: CycleContext) -> None:
     ctx.counts["forecast_members"] = archived.members
 
 
+def _stage_assess(ctx: CycleContext) -> None:
+    """Score the cycle per commune (hazard models) and store the assessment."""
+    from ewarn import forecasts
+    from ewarn.hazard_models import assess as hz
+
+    forecast = forecasts.load_archived(ctx.workspace, ctx.source, ctx.cycle)
+    before = forecasts.antecedent(ctx.workspace, ctx.source, until=ctx.cycle, days=7)
+    has_rain = before.rain.size > 0 and bool(before.rain.notnull().any())
+    ctx.counts["antecedent_days_missing"] = len(before.gaps)
+    ds = hz.assess(forecast, ctx.region, before.rain if has_rain else None,
+                   cache_dir=ctx.workspace.path("cache"))
+    path = ctx.workspace.path("assessments", ctx.source, f"{ctx.cycle:%Y%m%dT%H}.nc")
+    hz.write_assessment(ds, path)
+    hz.record_assessment(Store.open(ctx.workspace.database_url), ctx.source, ctx.cycle, ds, path)
+    ctx.results["assess"] = ds
+    ctx.outputs["assessment"] = path
+    level = ds["level_max"].values
+    for lv in range(1, 6):
+        ctx.counts[f"communes_level_ge{lv}"] = int((level >= lv).sum())
+
+
 #: The stages of a cycle, in order. Later rooms append theirs.
 STAGES: list[tuple[str, Callable[[CycleContext], None]]] = [
     ("ingest", _stage_ingest),
+    ("assess", _stage_assess),
 ]
 
 
@@ -104,6 +126,7 @@ def run_cycle(
     force: bool = False,
     region: Region | None = None,
     progress: Callable[[str], None] | None = None,
+    stages: Sequence[str] | None = None,
 ) -> CycleResult:
     """Run one forecast cycle through every stage that exists.
 
@@ -126,6 +149,9 @@ def run_cycle(
         Default: the workspace's region folder.
     progress : callable, optional
         Called with the name of each stage as it starts.
+    stages : sequence of str, optional
+        Run only these stages (in the pipeline's order), e.g. ``("ingest",
+        "assess")``; default all. ``ingest`` without a file reuses the archive.
 
     Returns
     -------
@@ -137,6 +163,11 @@ def run_cycle(
         A stage failed; the run row records the stage and the message, and
         the previous cycle's outputs stay in place.
     """
+    known = [name for name, _ in STAGES]
+    unknown = sorted(set(stages or ()) - set(known))
+    if unknown:
+        raise PipelineError(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(known)}")
+    selected = [(name, fn) for name, fn in STAGES if stages is None or name in stages]
     store = Store.open(workspace.database_url)
     if region is None:
         region = Region.load(workspace.region_dir)
@@ -148,7 +179,7 @@ def run_cycle(
     done: list[str] = []
     step = ""
     try:
-        for step, fn in STAGES:
+        for step, fn in selected:
             if progress:
                 progress(step)
             log.info("cycle %s/%s: %s", source, cycle or "latest", step)
