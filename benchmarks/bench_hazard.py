@@ -34,8 +34,10 @@ Exit status 0 even when a target is missed (this is a measurement), 1 when the
 dask and numpy results disagree. Peak memory is the process's resident
 high-water mark (``ru_maxrss``).
 
-Run: ``.venv/bin/python benchmarks/bench_hazard.py`` (a few minutes, peak about
-4 GB); ``--quick`` for a smoke run on a coarser grid (0.04°, 24 steps).
+Run: ``.venv/bin/python benchmarks/bench_hazard.py`` (about 2 minutes; peak
+resident memory about 8 GB, set by ``assess`` with ``cell_indices=True``, the
+baselines stay under 1.2 GB — see the "peak GB" column); ``--quick`` for a
+smoke run on a coarser grid (0.04°, 24 steps, about 30 s).
 """
 
 from __future__ import annotations
