@@ -60,6 +60,7 @@ from sqlalchemy import (
     select,
 )
 
+from ewarn import __version__
 from ewarn.errors import EwarnError
 from ewarn.hazard_models import flash_flood, landslide, levels, rainfall
 from ewarn.hazard_models.tables import TABLES_DIR, TableReader, load_cached
@@ -535,7 +536,9 @@ def assess(forecast: xr.Dataset, region: Region, antecedent: xr.DataArray | None
         days = _runs(r24, thr_day, spd, 1, ante_days)
         dur = _runs(r24, heavy_thr, spd, 0, ante_heavy)
         l46 = np.asarray(levels.flash_flood_landslide_level(r24, days, groups, zone, tables=tables), np.int8)
-        l44 = np.asarray(levels.heavy_rain_level(r24, dur, np.broadcast_to(terrain_cls, r24.shape),
+        # terrain_cls is per commune (last axis): it broadcasts in the table lookup, and
+        # is factorized once per commune instead of once per (member, time, commune)
+        l44 = np.asarray(levels.heavy_rain_level(r24, dur, terrain_cls,
                                                  None if np.isnan(r12).all() else r12, tables=tables),
                          np.int8)
         lv = np.asarray(levels.combined_level(l46, l44, raise_rules=opts.raise_rules, tables=tables), np.int8)
@@ -661,7 +664,9 @@ def assess(forecast: xr.Dataset, region: Region, antecedent: xr.DataArray | None
         "tables_confidence": "many Decision 18 rows are secondary or unverified (see the tables' "
                              "source/confidence fields)",
         "warnings": "\n".join(warn),
-        "history": f"{utcnow().isoformat()} ewarn.hazard_models.assess",
+        # no wall-clock time here: re-assessing a cycle gives the same file (the database
+        # records when it was assessed)
+        "history": f"ewarn {__version__}: ewarn.hazard_models.assess",
     })
     return ds
 
