@@ -233,3 +233,20 @@ def test_flow_grid_outside_the_forecast_is_an_error(valley):
     fc = _forecast(np.full(6, 2.0), lat=(20.0, 20.05), lon=(104.05, 104.1))
     with pytest.raises(ff.FlashFloodInputError, match="beyond the forecast grid"):
         ff.eric_index(fc, valley, 0.0)
+
+
+def test_threat_ratio_alone_equals_the_full_threat_dataset():
+    rng = np.random.default_rng(3)
+    rain = rng.gamma(0.6, 6.0, size=(2, 12, 5, 4)).astype(np.float32)
+    rain[0, 3, 1, 1] = np.nan
+    precip = xr.DataArray(
+        rain, dims=("member", "time", "latitude", "longitude"),
+        coords={"time": pd.date_range("2024-09-09T01", periods=12, freq="h"),
+                "latitude": np.arange(5) * 0.1 + 22.0, "longitude": np.arange(4) * 0.1 + 104.0},
+        attrs={"step_hours": 1.0})
+    ante = xr.DataArray(rng.uniform(0, 80, size=(5, 4)), dims=("latitude", "longitude"))
+    full = ff.ffg_threat(precip, ante)["threat_ratio"]
+    lean = ff.threat_ratio(precip, ante)
+    assert lean.dtype == np.float32 and lean.dims == full.dims
+    np.testing.assert_allclose(lean.values, full.values.astype(np.float32), rtol=1e-6, equal_nan=True)
+    assert np.isnan(lean.values[0, 3, 1, 1])

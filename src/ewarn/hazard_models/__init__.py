@@ -50,7 +50,7 @@ _NAMES = {
     "flash_flood": """
         FlashFloodInputError FlashFloodParameters curve_number curve_number_dry curve_number_wet
         eric_index eric_reference ffg ffg_threat flash_flood_guidance flash_flood_parameters
-        flow_grid_coords runoff_coefficient scs_retention scs_runoff threat_class to_flow_grid
+        flow_grid_coords runoff_coefficient scs_retention scs_runoff threat_class threat_ratio to_flow_grid
         upstream_runoff
     """,
     "landslide": """

@@ -714,7 +714,7 @@ def _ffg_ratio(precip: xr.DataArray, ante5: xr.DataArray, grid: CommuneGrid, ste
     per duration), then :meth:`CommuneGrid.maximum` per time.
     """
     ante = ante5 if bool(np.any(np.asarray(ante5) > 0)) else 0.0
-    thr = flash_flood.ffg_threat(precip, ante, step_hours=step)["threat_ratio"]
+    thr = flash_flood.threat_ratio(precip, ante, step_hours=step)
     thr = thr.transpose(*[d for d in ("member", "time") if d in thr.dims], "latitude", "longitude")
     return np.asarray(grid.maximum(thr).values, dtype=np.float64)
 

@@ -73,6 +73,7 @@ __all__ = [
     "scs_retention",
     "scs_runoff",
     "threat_class",
+    "threat_ratio",
     "to_flow_grid",
     "upstream_runoff",
 ]
@@ -493,6 +494,38 @@ def ffg_threat(precip: xr.DataArray | xr.Dataset, antecedent_mm: Any, cn_ii: Any
     out["duration"].attrs.update(units="h")
     out.attrs.update(source_table=str(p.path), method="SCS curve number FFG (SCIENCE.md §2)")
     return out
+
+
+def threat_ratio(precip: xr.DataArray | xr.Dataset, antecedent_mm: Any, cn_ii: Any = None,
+                 params: FlashFloodParameters | None = None, step_hours: float | None = None
+                 ) -> xr.DataArray:
+    """Only the threat ratio of :func:`ffg_threat`: max over durations of rain_d / FFG(d) [-].
+
+    The same numbers as ``ffg_threat(...)["threat_ratio"]`` (SCIENCE.md §2),
+    computed duration by duration into one float32 array, so a national grid
+    needs one grid-sized array per duration and no duration-stacked copies.
+
+    Parameters
+    ----------
+    precip, antecedent_mm, cn_ii, params, step_hours
+        As for :func:`ffg_threat`.
+
+    Returns
+    -------
+    xarray.DataArray
+        float32, dims of ``precip``; NaN where the rain is unknown.
+    """
+    p = _params(params)
+    acc = accumulations(precip, p.threshold_durations_h, step_hours)
+    ds = [d for d in p.threshold_durations_h if f"rain_{_h(d)}h" in acc]
+    guidance = ffg(antecedent_mm, cn_ii, p, ds)
+    out: xr.DataArray | None = None
+    for d in ds:  # a handful of durations, each a whole-grid vectorized step
+        r = (acc[f"rain_{_h(d)}h"] / guidance.sel(duration=d, drop=True)).astype(np.float32)
+        out = r if out is None else np.fmax(out, r)
+        del acc[f"rain_{_h(d)}h"]
+    assert out is not None  # accumulations() raised if no duration fits the step
+    return out.rename("threat_ratio").assign_attrs(units="1", long_name="max over durations of rain / FFG")
 
 
 def _h(w: float) -> int | float:
