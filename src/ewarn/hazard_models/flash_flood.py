@@ -521,7 +521,9 @@ def threat_ratio(precip: xr.DataArray | xr.Dataset, antecedent_mm: Any, cn_ii: A
     guidance = ffg(antecedent_mm, cn_ii, p, ds)
     out: xr.DataArray | None = None
     for d in ds:  # a handful of durations, each a whole-grid vectorized step
-        r = (acc[f"rain_{_h(d)}h"] / guidance.sel(duration=d, drop=True)).astype(np.float32)
+        rain = acc[f"rain_{_h(d)}h"]
+        # divide in float32 (cast the small guidance, not the grid-sized result)
+        r = rain.astype(np.float32, copy=False) / guidance.sel(duration=d, drop=True).astype(np.float32)
         out = r if out is None else np.fmax(out, r)
         del acc[f"rain_{_h(d)}h"]
     assert out is not None  # accumulations() raised if no duration fits the step
