@@ -106,7 +106,7 @@ def test_checksum_mismatch_and_404(server, tmp_path):
 
 
 def test_opendap_urls_are_recognised():
-    assert is_opendap("https://thredds.example.org/thredds/dodsC/gfs/best")
+    assert is_opendap("https://example.org/thredds/thredds/dodsC/gfs/best")
     assert is_opendap("dap4://server/data")
     assert not is_opendap("https://example.org/files/gfs.nc")
 
