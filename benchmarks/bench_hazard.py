@@ -49,7 +49,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,7 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _nationwide import BOX, forecast_dataset, grid, nationwide_region, storm_rain
+from _timing import timed
 
 from ewarn.hazard_models.rainfall import DEFAULT_WINDOWS_H
 from ewarn.hazard_models.zonal import CommuneGrid
@@ -65,18 +65,6 @@ from ewarn.hazard_models.zonal import CommuneGrid
 ROLL_STEPS = 12  # steps of the xarray rolling baseline, scaled to the forecast length
 ENS_MEMBERS, ENS_STEP = 51, 0.1
 ENS_TARGET_S = 3.0
-
-
-def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, object]:
-    """Best wall time of ``repeat`` runs [s] and the last result."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        out = None
-        gc.collect()
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def peak_gb() -> float:

@@ -22,14 +22,16 @@ memory about 3.5 GB; ``--lat 400`` for a quick run on a quarter of the grid).
 from __future__ import annotations
 
 import argparse
-import gc
 import resource
-import time
-from collections.abc import Callable
+import sys
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pandas as pd
 import xarray as xr
+from _timing import timed
 
 from ewarn.hazard_models.rainfall import DEFAULT_WINDOWS_H, accumulations
 
@@ -49,18 +51,6 @@ def synthetic_forecast(nt: int, nlat: int, nlon: int, seed: int = 0) -> xr.DataA
                 "latitude": np.linspace(8.0, 24.0, nlat, dtype=np.float64),
                 "longitude": np.linspace(102.0, 110.0, nlon, dtype=np.float64)},
         name="precipitation", attrs={"units": "mm", "step_hours": 1.0})
-
-
-def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, object]:
-    """Best wall time of ``repeat`` runs [s] and the last result."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        out = None
-        gc.collect()
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def running_sums(x: np.ndarray, windows: tuple[int, ...]) -> list[np.ndarray]:
