@@ -152,11 +152,35 @@ class ForecastSettings(_Section):
 
 
 class AlertSettings(_Section):
-    """``[alerts]``: who is warned, through which gateway."""
+    """``[alerts]``: who is warned, through which gateway, how often, how hard we retry.
+
+    Gateway options live under ``[alerts.gateways.NAME]`` (e.g.
+    ``[alerts.gateways.twilio] from_number = "+1..."``); each gateway validates
+    its own table. Credentials never go here: they are read from the
+    environment (``TWILIO_ACCOUNT_SID``, ``TWILIO_AUTH_TOKEN``, ...).
+    """
 
     gateway: str = Field("file", description="gateway name (entry point ewarn.sms_gateways)")
+    gateways: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="options of each gateway, by gateway name")
     min_level: int = Field(1, ge=1, le=5, description="lowest level that warns officials")
-    sender: str = "ewarn"
+    sender: str = Field("ewarn", description="CAP sender and SMS signature")
+    cap_sender: str = Field("ewarn@localhost", description="CAP <sender>: a unique id of the sending system")
+    language: Literal["vi", "en"] = Field("vi", description="default message language of a contact")
+    reminder_hours: float = Field(6.0, gt=0, description="repeat an unchanged warning after this long")
+    all_clear: bool = Field(True, description="send an all-clear when a commune falls below min_level")
+    operator_roles: list[str] = Field(
+        default_factory=lambda: ["province", "operator"],
+        description="contact roles that get the per-cycle province summary (and watchdog alerts)")
+    max_attempts: int = Field(8, ge=1, description="attempts per message before it fails")
+    backoff_seconds: float = Field(10.0, gt=0, description="first retry delay, doubled per attempt")
+    backoff_max_seconds: float = Field(900.0, gt=0, description="longest retry delay")
+    lease_seconds: float = Field(120.0, gt=0, description="a message claimed longer ago than this "
+                                 "(crashed dispatcher) is claimed again")
+    batch_size: int = Field(100, ge=1, description="messages claimed per dispatch batch")
+    rate_per_second: float = Field(0.0, ge=0, description="messages per second per gateway "
+                                   "(0: the gateway's own default, e.g. 1/s for a Twilio long code)")
+    public_url: str = Field("", description="public base URL of `ewarn serve` (callbacks, CAP links)")
 
 
 class RoutingSettings(_Section):
@@ -166,6 +190,15 @@ class RoutingSettings(_Section):
     evacuation_level: int = Field(2, ge=1, le=5)
     max_travel_minutes: float = Field(120.0, gt=0)
     safety_margin_minutes: float = Field(60.0, ge=0)
+    planning_window_hours: float = Field(
+        24.0, gt=0, description="hours after the forecast start that close or slow roads")
+    landslide_roads: Literal["close", "slow"] = Field(
+        "close", description="what a triggered landslide cell does to the roads through it")
+    slow_factor: float = Field(3.0, ge=1, description="travel time factor of a slowed road")
+    stream_buffer_m: float = Field(
+        150.0, ge=0, description="households this close to a threatened stream must move [m]")
+    candidate_shelters: int = Field(
+        8, ge=1, description="nearest reachable shelters first offered to each household")
 
 
 class Settings(_Section):
