@@ -7,17 +7,39 @@ ship as a separate package. A gateway class is built with
 ``[alerts.gateways.NAME]`` table of the workspace settings (plus
 ``workspace_root`` for gateways that write files) and ``environ`` the process
 environment (credentials come only from there).
+
+The registry adds to ``options`` the context keys a gateway class lists in
+its ``context_keys`` attribute (default ``("workspace_root",)``):
+``workspace_root`` (the workspace folder, for gateways that write files),
+``public_url`` (``[alerts] public_url``, for provider status callbacks) and
+``gateway_tables`` (every ``[alerts.gateways.*]`` table, for gateways built
+from others, e.g. ``failover``). :class:`GatewayOptions` is a pydantic base
+for a gateway's options whose errors name ``[alerts.gateways.NAME] key``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
-__all__ = ["Gateway", "GatewayError", "Receipt", "SmsMessage"]
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
 
 from ewarn.errors import EwarnError
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "DeliveryStatus",
+    "Gateway",
+    "GatewayError",
+    "GatewayOptions",
+    "Receipt",
+    "SmsMessage",
+]
+
+#: Keys the registry may add to a gateway's options (see the module docstring).
+CONTEXT_KEYS = ("workspace_root", "public_url", "gateway_tables")
 
 
 class GatewayError(EwarnError):
@@ -100,3 +122,39 @@ class Gateway(Protocol):
 
 
 DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "undelivered", "expired"]
+
+
+class GatewayOptions(BaseModel):
+    """Base of a gateway's options model (``[alerts.gateways.NAME]``; unknown keys refused).
+
+    Subclasses declare their keys as pydantic fields; :meth:`parse` validates
+    a table and turns every problem into one :class:`GatewayError` naming
+    ``[alerts.gateways.NAME] key``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any], gateway: str) -> Self:
+        """Validate ``options`` of gateway ``gateway``.
+
+        Raises
+        ------
+        GatewayError
+            One line per bad key: ``[alerts.gateways.NAME] key: problem (got ...)``.
+        """
+        try:
+            return cls.model_validate(dict(options))
+        except PydanticValidationError as exc:
+            lines = [f"invalid settings of gateway '{gateway}' (ewarn.toml or EWARN_ALERTS__GATEWAYS__*)"]
+            for e in exc.errors():
+                key = ".".join(str(p) for p in e["loc"]) or "(table)"
+                where = f"[alerts.gateways.{gateway}] {key}"
+                if e["type"] == "extra_forbidden":
+                    known = ", ".join(k for k in cls.model_fields if k not in CONTEXT_KEYS)
+                    lines.append(f"  - {where}: not a known key (known: {known})")
+                elif e["type"] == "missing":
+                    lines.append(f"  - {where}: required; set it in ewarn.toml")
+                else:
+                    lines.append(f"  - {where}: {e['msg']} (got {e.get('input')!r})")
+            raise GatewayError("\n".join(lines)) from None
