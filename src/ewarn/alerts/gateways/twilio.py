@@ -228,7 +228,8 @@ class TwilioGateway:
         try:
             sent = self._client.messages.create(**kwargs)
         except TwilioRestException as exc:
-            code = exc.code if isinstance(exc.code, int) else None
+            # the client puts the HTTP status in .code when the answer has no Twilio code
+            code = exc.code if isinstance(exc.code, int) and exc.code >= 10000 else None
             return self._refused(str(code or f"http-{exc.status}"), str(exc.msg),
                                  classify_twilio_error(exc.status, code))
         except TwilioServiceException as exc:
