@@ -201,6 +201,26 @@ class RoutingSettings(_Section):
         8, ge=1, description="nearest reachable shelters first offered to each household")
 
 
+class ServiceSettings(_Section):
+    """``[service]``: what ``ewarn serve`` schedules, and when the watchdog speaks up."""
+
+    sources: list[str] = Field(default_factory=list, description="forecast sources to run every cycle of "
+                               "(names of [forecasts.sources.NAME] with a path, or built-in profiles)")
+    poll_seconds: float = Field(300.0, gt=0, description="how often each source is polled for a new cycle")
+    dispatch_seconds: float = Field(5.0, gt=0, description="how often the outbox is dispatched")
+    watchdog_seconds: float = Field(60.0, gt=0, description="how often the watchdog checks the service")
+    misfire_grace_seconds: float = Field(
+        6 * 3600.0, gt=0, description="a job missed while the service was down still runs (once) if it "
+        "is no older than this; a publication-time job must survive a restart")
+    stale_hours: float = Field(18.0, gt=0, description="no new forecast cycle for this long is an incident")
+    backlog_limit: int = Field(200, ge=1, description="this many messages waiting is an incident")
+    gateway_failures: int = Field(5, ge=1, description="this many failed attempts in a row is an incident")
+    retention_days: float = Field(30.0, gt=0, description="forecasts and assessments older than this are "
+                                  "deleted")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
 class Settings(_Section):
     """All settings of a workspace (the content of ``ewarn.toml``)."""
 
@@ -208,6 +228,7 @@ class Settings(_Section):
     forecasts: ForecastSettings = Field(default_factory=ForecastSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
