@@ -126,7 +126,9 @@ def _format_phone(number: str, style: str) -> str:
 class HttpGateway:
     """Send each message as one HTTP request built from :class:`HttpOptions`.
 
-    HTTP 429, 5xx, timeouts and connection errors give a retryable refusal;
+    HTTP 429, 5xx, timeouts and connection errors give a retryable refusal, and so
+    does 401 (a credential problem of the whole gateway: the message waits for
+    the fix, and a failover moves on);
     other 4xx and provider codes outside ``success_codes`` (unless listed in
     ``retry_codes``) a permanent one.
     """
@@ -134,11 +136,13 @@ class HttpGateway:
     name = "http"
     context_keys: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, options: HttpOptions, headers: Mapping[str, str], secret_values: Mapping[str, str]):
+    def __init__(self, options: HttpOptions, headers: Mapping[str, str], secret_values: Mapping[str, str],
+                 secrets: tuple[str, ...] = ()) -> None:
         self.options = options
         self.default_rate_per_second = options.rate_per_second
         self._headers = dict(headers)
         self._secret_values = dict(secret_values)
+        self._secrets = tuple(x for x in (*secrets, *secret_values.values()) if x)
 
     @classmethod
     def from_settings(cls, options: Mapping[str, Any], environ: Mapping[str, str]) -> HttpGateway:
@@ -162,7 +166,8 @@ class HttpGateway:
         if opts.auth_header:
             value = environ[opts.auth_env]
             headers[opts.auth_header] = f"{opts.auth_scheme} {value}" if opts.auth_scheme else value
-        return cls(opts, headers, {f: environ[v] for f, v in opts.secret_fields.items()})
+        return cls(opts, headers, {f: environ[v] for f, v in opts.secret_fields.items()},
+                   secrets=tuple(environ[v] for v in needed))
 
     def _payload(self, message: SmsMessage) -> dict[str, Any]:
         o = self.options
@@ -190,9 +195,8 @@ class HttpGateway:
         return urllib.request.Request(url, data=data, headers=headers, method=o.method)
 
     def _clean(self, text: str) -> str:
-        for s in [*self._secret_values.values(), *self._headers.values()]:
-            if len(s) >= 4:
-                text = text.replace(s, "***")
+        for s in self._secrets:
+            text = text.replace(s, "***")
         return mask_phone(text)
 
     def _refused(self, code: str, message: str, retryable: bool) -> Receipt:
@@ -231,7 +235,7 @@ class HttpGateway:
         code_s = "" if code is None else str(code)
         detail = json_path(doc, o.message_path) if o.message_path and doc is not None else None
         detail_s = str(detail) if detail is not None else text.strip()[:200]
-        if status == 429 or status >= 500:
+        if status in (401, 429) or status >= 500:  # 401: credentials, not the message
             return self._refused(code_s or f"http-{status}", f"HTTP {status}: {detail_s}", True)
         if not 200 <= status < 300:
             return self._refused(code_s or f"http-{status}", f"HTTP {status}: {detail_s}",
