@@ -231,3 +231,9 @@ def test_parse_status_callback() -> None:
         sid, "failed", "30006")
     with pytest.raises(GatewayError, match="MessageSid"):
         parse_status_callback({"MessageStatus": "sent"})
+
+
+def test_api_base_url_with_a_path_prefix(fake: FakeTwilio) -> None:
+    """A Twilio-compatible provider mounted under a path keeps Twilio's resource path after it."""
+    assert _gateway(fake.url + "/compat/").send(SmsMessage(to=TO, body=BODY)).accepted
+    assert fake.requests[0]["path"] == f"/compat/2010-04-01/Accounts/{SID}/Messages.json"
