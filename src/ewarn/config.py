@@ -170,7 +170,7 @@ class AlertSettings(_Section):
     reminder_hours: float = Field(6.0, gt=0, description="repeat an unchanged warning after this long")
     all_clear: bool = Field(True, description="send an all-clear when a commune falls below min_level")
     operator_roles: list[str] = Field(
-        default_factory=lambda: ["province", "operator"],
+        default_factory=lambda: ["province", "operator", "Ban Chỉ huy PCTT tỉnh"],
         description="contact roles that get the per-cycle province summary (and watchdog alerts)")
     max_attempts: int = Field(8, ge=1, description="attempts per message before it fails")
     backoff_seconds: float = Field(10.0, gt=0, description="first retry delay, doubled per attempt")
