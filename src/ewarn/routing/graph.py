@@ -559,7 +559,11 @@ def network_from_arrays(node_osmid: np.ndarray, lon: np.ndarray, lat: np.ndarray
         back = pd.MultiIndex.from_arrays([v, u])
         oneway_a = ~back.isin(fwd) & (u != v)
     else:
-        oneway_a = pd.Series(np.asarray(oneway, dtype=object)).map(_as_bool).to_numpy(dtype=bool)
+        ow_in = pd.Series(np.asarray(oneway, dtype=object)).infer_objects()
+        if pd.api.types.is_bool_dtype(ow_in):
+            oneway_a = ow_in.to_numpy(dtype=bool)
+        else:  # osmnx values: bools, "True"/"False" strings, lists after simplification, NaN
+            oneway_a = ow_in.map(_as_bool).to_numpy(dtype=bool)
 
     # speeds [km/h] per mode, maxspeed cap, tracktype for cars
     maxs = parse_maxspeed(maxspeed) if maxspeed is not None else np.full(m0, np.nan)
@@ -569,7 +573,7 @@ def network_from_arrays(node_osmid: np.ndarray, lon: np.ndarray, lat: np.ndarray
         if mode == "car" and tracktype is not None:
             tt = pd.Series(np.asarray(tracktype, dtype=object)).astype(str).str.lower().str.strip()
             car_tt = tt.map(table.tracktype_car).to_numpy(dtype=float)
-            use = (np.char.removesuffix(highway_a, "_link") == "track") & np.isfinite(car_tt)
+            use = (highway_a == "track") & np.isfinite(car_tt)
             kmh = np.where(use, car_tt, kmh)
         if mode != "walk":
             kmh = np.where(np.isfinite(maxs) & (kmh > 0), np.fmin(kmh, maxs), kmh)
