@@ -13,7 +13,9 @@ terrain stack (pyflwdir, numba) or the database layer:
 * :mod:`~ewarn.hazard_models.flash_flood` — SCS flash-flood guidance, ERIC-style index;
 * :mod:`~ewarn.hazard_models.landslide` — LHASA / ID thresholds / infinite slope;
 * :mod:`~ewarn.hazard_models.assess` — :func:`ewarn.hazard_models.assess.assess` and
-  its outputs (NetCDF, summary, database table).
+  its outputs (NetCDF, summary, database table);
+* :mod:`~ewarn.hazard_models.cells` — :func:`hazard_cells`, the per-cell hazard grid of a
+  forecast window (threatened streams, triggered slopes) for routing.
 
 The function ``assess`` itself is NOT re-exported under that name: it would
 shadow the submodule ``ewarn.hazard_models.assess`` (``from ewarn.hazard_models
@@ -25,7 +27,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("rainfall", "levels", "zonal", "terrain", "flash_flood", "landslide", "assess")
+_MODULES = ("rainfall", "levels", "zonal", "terrain", "flash_flood", "landslide", "assess", "cells")
 
 _EXPORTS: dict[str, tuple[str, str]] = {}
 _NAMES = {
@@ -62,6 +64,9 @@ _NAMES = {
     "assess": """
         ASSESS_TABLE AssessInputError AssessOptions AssessParameters assess_parameters assessments_table
         latest_assessment record_assessment summarize write_assessment
+    """,
+    "cells": """
+        CELL_VARIABLES CellOptions HazardCellsError hazard_cells open_cells write_cells
     """,
 }
 for _mod, _names in _NAMES.items():

@@ -364,13 +364,22 @@ def _antecedent_days(antecedent: xr.DataArray | None, ref: np.datetime64) -> xr.
 
 
 def _on_grid(field: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
-    """``field`` on ``like``'s latitude/longitude (nearest neighbour; no-op when equal)."""
+    """``field`` on ``like``'s latitude/longitude (nearest neighbour; no-op when equal).
+
+    Every target point inside the field's cells takes the value of the nearest
+    cell centre, including points between the outer centres and the outer cell
+    edges (half a grid step beyond them); points farther out are NaN.
+    """
     same = all(field.sizes[d] == like.sizes[d] and np.allclose(field[d].values, like[d].values, atol=1e-7)
                for d in ("latitude", "longitude"))
     if same:
         return field.assign_coords(latitude=like["latitude"], longitude=like["longitude"])
-    return field.interp(latitude=like["latitude"], longitude=like["longitude"], method="nearest",
-                        kwargs={"fill_value": None})
+    out = field
+    for d in ("latitude", "longitude"):
+        c = np.asarray(field[d].values, dtype=np.float64)
+        half = 0.5 * float(np.abs(np.diff(c)).max()) if c.size > 1 else np.inf
+        out = out.reindex({d: like[d].values}, method="nearest", tolerance=half * (1 + 1e-9))
+    return out.assign_coords(latitude=like["latitude"], longitude=like["longitude"])
 
 
 @lru_cache(maxsize=1)
@@ -491,22 +500,19 @@ def assess(forecast: xr.Dataset, region: Region, antecedent: xr.DataArray | None
     ante = _antecedent_days(antecedent, ref)
     thr_day = _rain_day_threshold()
     heavy_thr = float(tables.a44_rain24_mm[0])
-    if ante is not None and ante.sizes["time"] > 0:
-        ante_g = _on_grid(ante.astype(np.float64), precip.isel({d: 0 for d in precip.dims
-                                                                 if d in ("member", "time")}))
+    ante_g = _antecedent_on_forecast_grid(ante, precip)
+    ante5_cells = _ante5_cells(ante_g, precip)
+    if ante is not None and ante_g is not None:
         ante_c = np.asarray(_zonal_mean(ante_g, grid).values, dtype=np.float64)  # (day, commune)
         ante_total = np.nansum(ante_c, axis=0)
         ante_days = _trailing_run(ante_c >= thr_day)
         ante_heavy = _trailing_run(ante_c >= heavy_thr)
-        ante5_cells = ante_g.isel(time=slice(-FFG_ANTECEDENT_DAYS, None)).sum("time", skipna=True)
         ante_note = (f"{ante.sizes['time']} antecedent day(s) given, last ending "
                      f"{pd.Timestamp(ante['time'].values[-1]).isoformat()}Z")
     else:
         ante_total = np.zeros(nc)
         ante_days = np.zeros(nc, np.int16)
         ante_heavy = np.zeros(nc, np.int16)
-        ante5_cells = xr.zeros_like(precip.isel({d: 0 for d in precip.dims if d in ("member", "time")}),
-                                    dtype=np.float64)
         ante_note = ("no antecedent rain given: the ground is assumed dry before the forecast (0 rain days, "
                      "0 mm); levels are lower bounds")
 
@@ -707,16 +713,79 @@ def _zone_from_terrain(derived: xr.Dataset, tgrid: CommuneGrid, params: AssessPa
     return np.where(zone > 0, zone, default).astype(np.int8)
 
 
+def _antecedent_on_forecast_grid(ante: xr.DataArray | None, precip: xr.DataArray) -> xr.DataArray | None:
+    """Antecedent daily rain on the forecast grid (nearest neighbour), float64; None without days."""
+    if ante is None or ante.sizes["time"] == 0:
+        return None
+    like = precip.isel({d: 0 for d in precip.dims if d in ("member", "time")})
+    return _on_grid(ante.astype(np.float64), like)
+
+
+def _ante5_cells(ante_g: xr.DataArray | None, precip: xr.DataArray) -> xr.DataArray:
+    """5-day antecedent rain [mm] per forecast cell (the FFG curve-number input); zeros without days."""
+    if ante_g is None:
+        return xr.zeros_like(precip.isel({d: 0 for d in precip.dims if d in ("member", "time")}),
+                             dtype=np.float64)
+    return ante_g.isel(time=slice(-FFG_ANTECEDENT_DAYS, None)).sum("time", skipna=True)
+
+
+def _threat_cells(precip: xr.DataArray, ante5: xr.DataArray, step: float) -> xr.DataArray:
+    """FFG threat ratio per forecast cell: (member?, time, latitude, longitude), float32.
+
+    :func:`ewarn.hazard_models.flash_flood.threat_ratio` (SCIENCE.md §2) with
+    the 5-day antecedent rain of each cell (a dry field passes as the scalar 0).
+    """
+    ante = ante5 if bool(np.any(np.asarray(ante5) > 0)) else 0.0
+    thr = flash_flood.threat_ratio(precip, ante, step_hours=step)
+    return thr.transpose(*[d for d in ("member", "time") if d in thr.dims], "latitude", "longitude")
+
+
 def _ffg_ratio(precip: xr.DataArray, ante5: xr.DataArray, grid: CommuneGrid, step: float) -> np.ndarray:
     """Max over each commune's cells of the FFG threat ratio: (member?, time, commune).
 
     Cost: the FFG durations' windows on the full grid (one grid-sized array
     per duration), then :meth:`CommuneGrid.maximum` per time.
     """
-    ante = ante5 if bool(np.any(np.asarray(ante5) > 0)) else 0.0
-    thr = flash_flood.threat_ratio(precip, ante, step_hours=step)
-    thr = thr.transpose(*[d for d in ("member", "time") if d in thr.dims], "latitude", "longitude")
-    return np.asarray(grid.maximum(thr).values, dtype=np.float64)
+    return np.asarray(grid.maximum(_threat_cells(precip, ante5, step)).values, dtype=np.float64)
+
+
+def _terrain_rain(precip: xr.DataArray, ante: xr.DataArray | None, derived: xr.Dataset, members: bool
+                  ) -> tuple[xr.DataArray, Any, xr.DataArray | None]:
+    """The forecast on the terrain grid, its 5-day antecedent rain and LHASA antecedent index.
+
+    Nearest neighbour onto the terrain grid, float32, ``(time, latitude,
+    longitude)`` in memory; with members the ensemble MEDIAN field (the
+    terrain indices of :func:`assess` are those of the median). The 5-day
+    antecedent rain [mm] (FFG curve number, 0.0 without antecedent days) and
+    the antecedent rainfall index at the forecast start
+    (:func:`ewarn.hazard_models.rainfall.antecedent_rainfall_index`, LHASA;
+    None without antecedent days).
+    """
+    fine = _on_grid(precip, derived["elevation"]).astype(np.float32)
+    if members:  # terrain indices of the ensemble median field (documented in assess)
+        fine = fine.median("member")
+    fine = fine.transpose("time", "latitude", "longitude").load()
+    if ante is not None and ante.sizes["time"] > 0:
+        ante_f = _on_grid(ante.astype(np.float32), derived["elevation"])
+        ante5: Any = ante_f.isel(time=slice(-FFG_ANTECEDENT_DAYS, None)).sum("time")
+        daily = xr.concat([ante_f, fine.resample(time="1D").sum().isel(time=slice(0, 0))], "time")
+        ari = rainfall.antecedent_rainfall_index(daily, assume_dry_before=True).isel(time=-1)
+    else:
+        ante5 = 0.0
+        ari = None
+    return fine, ante5, ari
+
+
+def _landslide_cells(fine: xr.DataArray, ari: xr.DataArray | None, derived: xr.Dataset, step: float
+                     ) -> xr.Dataset:
+    """The landslide model per terrain cell and time (:func:`ewarn.hazard_models.landslide.landslide_hazard`).
+
+    Accumulations over 1, 3, 6, 12, 24 h and the table's recharge window
+    (``tables/landslide.toml``) of the terrain-grid rain of :func:`_terrain_rain`.
+    """
+    p = landslide.landslide_parameters()
+    acc = rainfall.accumulations(fine, sorted({1, 3, 6, 12, 24, int(p.slope.recharge_window_h)}), step)
+    return landslide.landslide_hazard(derived, acc, ari=ari, params=p)
 
 
 def _terrain_indices(precip: xr.DataArray, ante: xr.DataArray | None, derived: xr.Dataset,
@@ -725,21 +794,9 @@ def _terrain_indices(precip: xr.DataArray, ante: xr.DataArray | None, derived: x
     """ERIC index and landslide share per (time, commune) on the terrain grid; prone area per commune."""
     from ewarn.hazard_models.terrain import flow_network
 
-    fine = _on_grid(precip, derived["elevation"]).astype(np.float32)
-    if members:  # terrain indices of the ensemble median field (documented in assess)
-        fine = fine.median("member")
-    fine = fine.transpose("time", "latitude", "longitude").load()
-    if ante is not None and ante.sizes["time"] > 0:
-        ante_f = _on_grid(ante.astype(np.float32), derived["elevation"])
-        ante5 = ante_f.isel(time=slice(-FFG_ANTECEDENT_DAYS, None)).sum("time")
-        daily = xr.concat([ante_f, fine.resample(time="1D").sum().isel(time=slice(0, 0))], "time")
-        ari = rainfall.antecedent_rainfall_index(daily, assume_dry_before=True).isel(time=-1)
-    else:
-        ante5 = 0.0
-        ari = None
+    fine, ante5, ari = _terrain_rain(precip, ante, derived, members)
+    haz = _landslide_cells(fine, ari, derived, step)
     p = landslide.landslide_parameters()
-    acc = rainfall.accumulations(fine, sorted({1, 3, 6, 12, 24, int(p.slope.recharge_window_h)}), step)
-    haz = landslide.landslide_hazard(derived, acc, ari=ari, params=p)
     share = np.asarray(landslide.commune_share(tgrid.weights, landslide.susceptible(derived["susceptibility"],
                                                                                     params=p),
                                                haz["triggered"].transpose("time", "latitude", "longitude")),
