@@ -64,15 +64,17 @@ from ewarn.alerts.encoding import unaccented as to_unaccented
 from ewarn.alerts.notice import HAZARDS, KINDS, Notice, ProvinceSummary
 from ewarn.config import LOCAL_TZ
 from ewarn.errors import EwarnError
-from ewarn.hazard_models.levels import LEVELS, MAX_LEVEL
+from ewarn.hazard_models.levels import LEVEL_DISCLAIMER, LEVELS, MAX_LEVEL
 
 __all__ = [
     "EVACUATE_LEVEL",
     "HAZARD_NAMES",
     "LANGUAGES",
+    "CapTexts",
     "MessageError",
     "RenderedMessage",
     "abbreviate_shelter",
+    "cap_texts",
     "commune_label",
     "environment",
     "local_time",
@@ -306,6 +308,13 @@ def _notice_context(notice: Notice, language: str, sender: str) -> dict[str, Any
         "until": until,
         "ongoing": onset is None or onset <= issued,
         "rain24": _rain_mm(notice.rain_24h_max),
+        "rain6": _rain_mm(notice.rain_6h_max),
+        "rain1": _rain_mm(notice.rain_1h_max),
+        "peak": local_time(notice.peak) if notice.peak is not None else None,
+        "source": notice.source,
+        "cycle": local_time(notice.cycle),
+        "risk": level.risk_vi if language == "vi" else level.risk_en,
+        "disclaimer": LEVEL_DISCLAIMER[language],
         "shelter": notice.shelter.strip(),
         "evacuate": notice.level >= EVACUATE_LEVEL,
         "compact": False,
@@ -417,6 +426,43 @@ def variants(notice: Notice, *, sender: str = "ewarn",
     keys = [(lang, bool(flat)) for lang, flat in forms]
     return {(lang, flat): render(notice, language=lang, unaccented=flat, sender=sender)
             for lang, flat in dict.fromkeys(keys)}
+
+
+@dataclass(frozen=True)
+class CapTexts:
+    """The words of one CAP 1.2 ``<info>`` block (:mod:`ewarn.alerts.cap` builds the XML).
+
+    Attributes
+    ----------
+    language : str
+        ``vi`` or ``en``.
+    event, headline, description, instruction, area_desc : str
+        Texts of the CAP elements of the same names; ``description`` ends with the
+        full :data:`~ewarn.hazard_models.levels.LEVEL_DISCLAIMER`.
+    """
+
+    language: str
+    event: str
+    headline: str
+    description: str
+    instruction: str
+    area_desc: str
+
+
+def cap_texts(notice: Notice, *, language: str = "vi") -> CapTexts:
+    """Texts of the CAP ``<info>`` block of a notice (templates ``cap.vi.j2``, ``cap.en.j2``).
+
+    Raises
+    ------
+    MessageError
+        As :func:`render`.
+    """
+    _check(notice, language)
+    ctx = _notice_context(notice, language, "ewarn")
+    module = environment().get_template(f"cap.{language}.j2").make_module(ctx)
+    parts = {name: _tidy(str(getattr(module, name)()))
+             for name in ("event", "headline", "description", "instruction", "area_desc")}
+    return CapTexts(language=language, **parts)
 
 
 # --------------------------------------------------------------------------- province summary
