@@ -631,6 +631,7 @@ def _problem(err: dict[str, Any], data: Any, file: str) -> Problem:
     keys: list[str] = []
     where: list[str] = []
     item: int | None = None  # index inside a plain list (a point, a waypoint)
+    item_value: Any = None
     owner: type[BaseModel] | None = Scenario
     for part in err["loc"]:
         if isinstance(part, int):
@@ -639,6 +640,7 @@ def _problem(err: dict[str, Any], data: Any, file: str) -> Problem:
                     where.append(f"entry {part + 1} of [[{'.'.join(keys)}]]")
                 elif item is None:
                     item = part
+                    item_value = node[part]
                 else:
                     pass  # the coordinate inside a point: reported on the point
                 node = node[part]
@@ -665,7 +667,7 @@ def _problem(err: dict[str, Any], data: Any, file: str) -> Problem:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         msg = (f"unknown key '{bad}'{hint}; the keys of {_table_name(table)} are: "
                + ", ".join(known))
-    elif kind == "missing":
+    elif kind == "missing" and item is None:
         key = keys[-1] if keys else "?"
         table = keys[:-1]
         expect = _expect(owner, key)
@@ -682,6 +684,10 @@ def _problem(err: dict[str, Any], data: Any, file: str) -> Problem:
             expect = "[lon, lat] with two numbers"
         elif item is not None and last == "track":
             expect = "[hours, lon, lat] with three numbers"
+        if item is not None and kind in ("missing", "too_short", "too_long"):
+            got = item_value
+        if kind == "literal_error":
+            expect = "one of " + str((err.get("ctx") or {}).get("expected", "")).replace(" or ", ", ")
         msg = f"must be {expect}, got {got!r}" if expect else f"{err['msg']}, got {got!r}"
     return Problem(file, msg, where=where_text, field=dotted)
 
