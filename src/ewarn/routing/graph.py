@@ -117,10 +117,11 @@ class SpeedTable:
 
     def speeds_of(self, highway: np.ndarray, mode: str) -> np.ndarray:
         """Speed [km/h] of ``mode`` for every highway class in ``highway`` (``_link`` → base class)."""
-        base = pd.Series(np.asarray(highway, dtype=str)).str.lower().str.strip().str.removesuffix("_link")
-        row = pd.Index(self.classes).get_indexer(base.to_numpy())
+        inv, uniq = pd.factorize(np.asarray(highway, dtype=object))  # hashing; a few distinct classes
+        base = [str(h).lower().strip().removesuffix("_link") for h in uniq]
+        row = pd.Index(self.classes).get_indexer(base)
         row = np.where(row < 0, self.classes.index(self.default_class), row)
-        return self.kmh[row, MODES.index(mode)]
+        return self.kmh[row[inv], MODES.index(mode)]
 
 
 def _parse_speeds(path: Path) -> SpeedTable:
@@ -513,23 +514,28 @@ def network_from_arrays(node_osmid: np.ndarray, lon: np.ndarray, lat: np.ndarray
     crs = crs or utm_crs(lon, lat)
     to_xy = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     x, y = to_xy.transform(lon, lat)
-    hw = pd.Series(np.asarray(highway, dtype=object)).fillna("road").astype(str).str.lower().str.strip()
-    highway_a = hw.to_numpy(dtype=str)
+    inv, uniq = pd.factorize(np.asarray(highway, dtype=object), use_na_sentinel=False)
+    names = ["road" if pd.isna(h) else str(h).lower().strip() for h in uniq]  # the few distinct classes
+    highway_a = np.asarray(names, dtype=str)[inv]
     way_a = np.full(m0, -1, np.int64) if way is None else np.asarray(way, dtype=np.int64)
 
     # polylines, oriented u → v
-    lines = np.empty(m0, dtype=object)
+    counts = np.full(m0, 2, dtype=np.int64)  # straight u → v unless a geometry is given
+    given = np.zeros(m0, dtype=bool)
     if geometry is not None:
+        lines = np.empty(m0, dtype=object)
         lines[:] = list(geometry)
-    missing = np.array([g is None for g in lines], dtype=bool) if geometry is not None else np.ones(m0, bool)
-    if missing.any():
-        mi = np.flatnonzero(missing)
-        seg = np.stack([np.column_stack([lon[u[mi]], lat[u[mi]]]), np.column_stack([lon[v[mi]], lat[v[mi]]])],
-                       axis=1)
-        lines[mi] = shapely.linestrings(seg)
-    coords, cidx = shapely.get_coordinates(lines, return_index=True)
+        given = ~pd.isna(lines)
+        gc, gidx = shapely.get_coordinates(lines[given], return_index=True)
+        counts[given] = np.bincount(gidx, minlength=int(given.sum()))
     offsets = np.zeros(m0 + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cidx, minlength=m0), out=offsets[1:])
+    np.cumsum(counts, out=offsets[1:])
+    coords = np.empty((int(offsets[-1]), 2), dtype=np.float64)
+    straight = np.flatnonzero(~given)
+    coords[offsets[straight]] = np.column_stack([lon[u[straight]], lat[u[straight]]])
+    coords[offsets[straight] + 1] = np.column_stack([lon[v[straight]], lat[v[straight]]])
+    if given.any():
+        coords[_forward_within(offsets, np.flatnonzero(given))] = gc
     if m0 and (np.diff(offsets) < 2).any():
         raise RoadNetworkError("some road geometries have fewer than two points; repair the road file")
     if m0:
