@@ -172,6 +172,16 @@ def test_reverse_csr_is_the_transpose(net: RoadNetwork) -> None:
     assert np.allclose(d_to, d_from)
 
 
+def test_length_weights_follow_the_mode(net: RoadNetwork) -> None:
+    d = csgraph.dijkstra(net.csr("car", weight="length"), indices=[osm_index(net, 3)])[0]
+    assert d[osm_index(net, 2)] == pytest.approx(1000 + 1100 + 1000)  # one-way street not usable
+    d = csgraph.dijkstra(net.csr("walk", weight="length"), indices=[osm_index(net, 3)])[0]
+    assert d[osm_index(net, 2)] == pytest.approx(1100)
+    mat, edges = net.csr_with_edges("motorbike", weight="length")
+    assert np.array_equal(mat.data, net.edge_length_m[edges])
+    assert "6 nodes, 16 edges" in repr(net)
+
+
 def test_closed_edges_are_removed_and_factor_slows(net: RoadNetwork) -> None:
     closed = np.zeros(net.n_edges, bool)
     closed[edge_row(net, 2, 3, 11)] = True

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import networkx as nx
 import numpy as np
@@ -254,6 +254,10 @@ class RoadNetwork:
 
     MODES: ClassVar[tuple[str, ...]] = MODES
 
+    def __repr__(self) -> str:
+        return (f"RoadNetwork({self.n_nodes} nodes, {self.n_edges} edges, crs={self.crs}, "
+                f"source={self.source_checksum[:12]})")
+
     # ------------------------------------------------------------------ sizes
 
     @property
@@ -294,8 +298,9 @@ class RoadNetwork:
         return t
 
     def csr_with_edges(self, mode: str, *, factor: np.ndarray | None = None, closed: np.ndarray | None = None,
-                       reverse: bool = False) -> tuple[sp.csr_matrix, np.ndarray]:
-        """The travel-time matrix of ``mode`` and the edge row behind each stored entry.
+                       reverse: bool = False, weight: Literal["time", "length"] = "time"
+                       ) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The travel-time (or length) matrix of ``mode`` and the edge row behind each stored entry.
 
         Parameters
         ----------
@@ -307,16 +312,24 @@ class RoadNetwork:
         reverse : bool
             The transposed graph (entry (v, u) for edge u→v): shortest paths
             FROM a node in it are paths TO that node in the road network.
+        weight : {"time", "length"}
+            Entries in seconds (times ``factor``) or in metres (the edges the
+            mode may use and that are not closed; ``factor`` ignored).
 
         Returns
         -------
         matrix : scipy.sparse.csr_matrix
-            (n, n) float64 travel time [s]; parallel edges keep the fastest;
-            self-loops and unusable edges are absent; sorted indices.
+            (n, n) float64 travel time [s] or length [m]; parallel edges keep
+            the smallest; self-loops and unusable edges are absent; sorted
+            indices (canonical CSR).
         edges : numpy.ndarray
             int64, aligned with ``matrix.data``: the edge row chosen.
         """
         t = self.edge_times(mode, factor=factor, closed=closed)
+        if weight == "length":
+            t = np.where(np.isfinite(t), self.edge_length_m, np.inf)
+        elif weight != "time":
+            raise ValueError(f"weight must be 'time' or 'length', got {weight!r}")
         keep = np.isfinite(t) & (self.edge_u != self.edge_v)
         idx = np.flatnonzero(keep)
         r, c = (self.edge_v, self.edge_u) if reverse else (self.edge_u, self.edge_v)
@@ -334,9 +347,9 @@ class RoadNetwork:
         return mat, idx.astype(np.int64)
 
     def csr(self, mode: str, *, factor: np.ndarray | None = None, closed: np.ndarray | None = None,
-            reverse: bool = False) -> sp.csr_matrix:
-        """(n, n) travel-time matrix [s] of ``mode`` (see :meth:`csr_with_edges`)."""
-        return self.csr_with_edges(mode, factor=factor, closed=closed, reverse=reverse)[0]
+            reverse: bool = False, weight: Literal["time", "length"] = "time") -> sp.csr_matrix:
+        """(n, n) travel-time [s] (or length [m]) matrix of ``mode`` (see :meth:`csr_with_edges`)."""
+        return self.csr_with_edges(mode, factor=factor, closed=closed, reverse=reverse, weight=weight)[0]
 
     def usable_nodes(self, mode: str, *, closed: np.ndarray | None = None) -> np.ndarray:
         """bool (n,): nodes with at least one usable edge (in or out) for ``mode``."""
