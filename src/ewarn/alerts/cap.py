@@ -505,8 +505,8 @@ def parse_cap(data: bytes) -> CapMessage:
     try:
         root = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as exc:
-        raise CapError(f"CAP document is not well-formed XML: {exc.msg} (line {exc.lineno}, column "
-                       f"{exc.offset}); ask the sender for a valid CAP 1.2 document") from None
+        raise CapError(f"CAP document is not well-formed XML: {exc}; ask the sender for a valid CAP 1.2 "
+                       "document") from None
     if root.tag != f"{{{CAP_NS}}}alert":
         raise CapError(f"CAP document root is {root.tag}, not <alert> in namespace {CAP_NS}; only CAP 1.2 "
                        "is read")
