@@ -14,7 +14,7 @@ The words are in Jinja2 templates (``alerts/templates``), one per kind
 two forms, chosen by the contact's preference:
 
 * accented (``unaccented=False``): full sentences with diacritics, sent as
-  UCS-2 (70 / 67 characters per part), so usually 3-4 parts; ends with the
+  UCS-2 (70 / 67 characters per part), so 4-5 parts; ends with the
   short marker "Cấp độ do ewarn tính, không chính thức." ("Level computed by
   ewarn, not official.") because the level is computed from a forecast, not
   declared (:data:`ewarn.hazard_models.levels.LEVEL_DISCLAIMER` has the full
@@ -30,6 +30,10 @@ two forms, chosen by the contact's preference:
   (the instruction stays: "sơ tán đến nơi an toàn"), drop the rain clause,
   then the commune-type word; then the commune name is cut; never two
   parts.
+
+A notice has at most four texts (:func:`variants`): render once per form, not
+once per contact. :func:`cap_texts` gives the longer CAP headline, description
+(with the full disclaimer) and instruction from ``cap.vi.j2`` / ``cap.en.j2``.
 
 Times are shown in Asia/Ho_Chi_Minh; a naive datetime is taken as UTC. Rain
 is rounded to whole millimetres (half up). A level is evacuate-grade from
@@ -48,7 +52,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -83,7 +87,6 @@ __all__ = [
     "variants",
 ]
 
-Language = Literal["vi", "en"]
 #: Languages with templates; Vietnamese first.
 LANGUAGES: tuple[str, ...] = ("vi", "en")
 
