@@ -65,6 +65,7 @@ from scipy.spatial import cKDTree
 from ewarn.config import LOCAL_TZ, RoutingSettings
 from ewarn.errors import EwarnError
 from ewarn.region import Region
+from ewarn.routing import assign as assignment
 from ewarn.routing import hazard_edges, paths
 from ewarn.routing import schedule as sched
 from ewarn.routing.graph import RoadNetwork, read_speeds, region_network
@@ -96,8 +97,8 @@ REASONS_TO_MOVE = {
 UNASSIGNED_REASONS = {
     "no_road_nearby": "không có đường trong phạm vi cho phép quanh nhà",
     "road_closed": "đường gần nhà bị đóng do nguy cơ lũ quét, sạt lở hoặc theo lệnh phong tỏa",
-    "no_shelter_reachable": "không có điểm sơ tán đến được trong thời gian tối đa",
-    "shelter_capacity": "các điểm sơ tán đến được đã đầy",
+    assignment.NO_ROAD: assignment.REASONS[assignment.NO_ROAD][0],
+    assignment.NO_CAPACITY: assignment.REASONS[assignment.NO_CAPACITY][0],
     "no_site": "không có khu tái định cư",
 }
 
@@ -721,13 +722,13 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     h_node = np.where(on_road, h_node, -1)
     h_walk = paths.walk_time_s(np.where(on_road, h_dist, 0.0), walk_kmh)
     limit_s = opt.max_travel_minutes * 60.0
-    cand = paths.candidate_shelters(graph_to, h_node, h_walk, sh_node_ok, sh_walk, limit_s=limit_s,
-                                    k=opt.candidate_shelters)
     people = hh["people"].to_numpy(np.int64)[mv]
-    choice = _assign(cand, people, sh["capacity"].to_numpy(np.int64) * sh_ok)
-    reason = np.full(mv.size, "", dtype=object)
-    reason[choice < 0] = "shelter_capacity"
-    reason[(choice < 0) & (cand.count == 0)] = "no_shelter_reachable"
+    vuln = hh["vulnerable"].to_numpy(np.int64)[mv]
+    onset = pd.DatetimeIndex(mm["onset"].to_numpy()[mv])
+    hours = ((onset - start).total_seconds() / 3600.0).to_numpy(np.float64)
+    choice, reason, _ = _assign(graph_to, h_node, h_walk, sh_node_ok, sh_walk, people,
+                             sh["capacity"].to_numpy(np.int64) * sh_ok, limit_s, opt.candidate_shelters,
+                             assignment.priority_weight(vuln, hours))
     reason[~on_road] = _off_road_reason(net, hh["lon"].to_numpy()[mv][~on_road],
                                         hh["lat"].to_numpy()[mv][~on_road], opt.max_snap_m)
 
@@ -743,7 +744,6 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     road_m = paths.route_totals(offsets, edges, net.edge_length_m)
 
     # schedule: departure waves per group, deadline = onset - margin
-    onset = pd.DatetimeIndex(mm["onset"].to_numpy()[mv])
     deadline = onset - pd.Timedelta(minutes=opt.safety_margin_minutes)
     deadline_s = np.where(deadline.isna(), np.inf, (deadline - start).total_seconds())
     n_pairs = len(pairs)
@@ -757,7 +757,6 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     res = sched.schedule_groups(offsets, edges, g_people, g_deadline, mode_t, capacity,
                                 access_time_s=g_access, bucket_s=opt.bucket_minutes * 60.0)
     # households of a group leave in waves: those with vulnerable members first
-    vuln = hh["vulnerable"].to_numpy(np.int64)[mv]
     order = np.lexsort((-vuln[got], pair_of))
     group = np.full(mv.size, -1, dtype=np.int64)
     group[got[order]] = pair_of[order]
@@ -785,6 +784,26 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     return EvacuationPlan(households=households, shelters=shelters, communes=communes, routes=routes,
                           closures=closures, assisted=assisted, start=start, options=opt, warnings=warns,
                           source=str(assessment.attrs.get("source", "")))
+
+
+def _assign(graph_to: Any, h_node: np.ndarray, h_walk: np.ndarray, s_node: np.ndarray, s_walk: np.ndarray,
+            people: np.ndarray, capacity: np.ndarray, limit_s: float, k: int, weight: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shelter index, reason and door-to-door time [s] of each household.
+
+    Candidates from :func:`ewarn.routing.paths.candidate_shelters`, then the
+    optimal whole-household assignment of :func:`ewarn.routing.assign.assign`
+    (short candidate lists widened on demand).
+    """
+    cand = paths.candidate_shelters(graph_to, h_node, h_walk, s_node, s_walk, limit_s=limit_s, k=k)
+
+    def widen(idx: np.ndarray, k2: int) -> paths.Candidates:
+        return paths.candidate_shelters(graph_to, h_node[idx], h_walk[idx], s_node, s_walk,
+                                        limit_s=limit_s, k=k2)
+
+    res = assignment.assign(people, cand.shelter, cand.time_s, capacity, priority_weight=weight,
+                            complete=cand.complete, widen=widen)
+    return res.shelter, res.reason.astype(object), res.time_s
 
 
 def _off_road_reason(net: RoadNetwork, lon: np.ndarray, lat: np.ndarray, max_snap_m: float) -> np.ndarray:
@@ -1120,7 +1139,7 @@ def permanent_relocation(region: Region, *, susceptibility: xr.DataArray | None 
                      "kind 'resettlement'")
     net = network if network is not None else region_network(region, cache_dir)
     closed, factor, _ = _edge_effects(net, None, opt)
-    graph_to, _edges = net.csr_with_edges(opt.mode, factor=factor, closed=closed, reverse=True)
+    graph_to, entry_edge = net.csr_with_edges(opt.mode, factor=factor, closed=closed, reverse=True)
     usable = paths.usable_nodes(graph_to)
     walk_kmh = _walk_kmh()
     excl = np.full(len(st), "", dtype=object)
@@ -1136,20 +1155,25 @@ def permanent_relocation(region: Region, *, susceptibility: xr.DataArray | None 
     h_walk = paths.walk_time_s(np.where(on_road, h_dist, 0.0), walk_kmh)
     limit = (max_travel_minutes if max_travel_minutes is not None else opt.max_travel_minutes) * 60.0
     people = hh["people"].to_numpy(np.int64)[sel]
-    cand = paths.candidate_shelters(graph_to, h_node, h_walk, np.where(s_ok, s_node, -1), s_walk,
-                                    limit_s=limit, k=opt.candidate_shelters)
-    choice = _assign(cand, people, st["capacity"].to_numpy(np.int64) * s_ok)
-    reason = np.full(sel.size, "", dtype=object)
-    reason[choice < 0] = "shelter_capacity"
-    reason[(choice < 0) & (cand.count == 0)] = "no_shelter_reachable"
+    choice, reason, travel = _assign(graph_to, h_node, h_walk, np.where(s_ok, s_node, -1), s_walk,
+                                     people, st["capacity"].to_numpy(np.int64) * s_ok, limit,
+                                     opt.candidate_shelters,
+                                     assignment.priority_weight(hh["vulnerable"].to_numpy(np.int64)[sel]))
     reason[~on_road] = _off_road_reason(net, hh["lon"].to_numpy()[sel][~on_road],
                                         hh["lat"].to_numpy()[sel][~on_road], opt.max_snap_m)
     if st.empty or not s_ok.any():
         reason[:] = "no_site"
     pos = np.flatnonzero(choice >= 0)
-    col = np.argmax(cand.shelter[pos] == choice[pos, None], axis=1) if pos.size else np.zeros(0, np.int64)
-    travel = np.full(sel.size, np.nan)
-    travel[pos] = cand.time_s[pos, col]
+    # road distance along each (origin node, site) route
+    s_node_ok = np.where(s_ok, s_node, -1)
+    pairs, pair_of = (np.unique(np.stack([h_node[pos], choice[pos]], axis=1), axis=0, return_inverse=True)
+                      if pos.size else (np.zeros((0, 2), np.int64), np.zeros(0, np.int64)))
+    pair_of = np.asarray(pair_of).ravel()
+    offsets, edges = paths.route_edges(graph_to, entry_edge, s_node_ok, pairs[:, 0], pairs[:, 1],
+                                       limit_s=limit)
+    road_m = paths.route_totals(offsets, edges, net.edge_length_m)
+    dist = np.full(sel.size, np.nan)
+    dist[pos] = h_dist[pos] + road_m[pair_of] + s_dist[choice[pos]]
     site_id = np.full(sel.size, None, dtype=object)
     site_id[pos] = st["site_id"].astype(str).to_numpy(dtype=object)[choice[pos]]
     households = pd.DataFrame({
@@ -1160,11 +1184,9 @@ def permanent_relocation(region: Region, *, susceptibility: xr.DataArray | None 
         "reason_to_move": pd.array(["very_high_susceptibility"] * sel.size, dtype="string"),
         "site_id": pd.array(site_id, dtype="string"),
         "travel_time_s": np.round(travel, 1),
-        "distance_m": np.round(np.where(choice >= 0, h_dist, np.nan), 1),
+        "distance_m": np.round(dist, 1),
         "unassigned_reason": pd.array(reason, dtype="string"),
     })
-    # distance: straight walk to the road only (road distance along the route is not computed here)
-    households = households.rename(columns={"distance_m": "walk_to_road_m"})
     assigned = households[households["site_id"].notna()]
     ids = st["site_id"].astype(str).to_numpy()
     sites_out = st.assign(
@@ -1193,66 +1215,3 @@ def write_relocation(plan: RelocationPlan, folder: Path | str) -> Path:
              "communes.csv": _csv(plan.communes),
              "summary.json": json.dumps(plan.summary(), ensure_ascii=False, indent=2)}
     return _write_folder(Path(folder), files)
-
-
-# --------------------------------------------------------------------------- assignment
-
-
-def _assign(cand: paths.Candidates, people: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """Shelter index of each household (``-1``: none), capacities never exceeded.
-
-    Private stand-in until ``ewarn.routing.assign`` lands: min-cost flow
-    (OR-Tools ``SimpleMinCostFlow``: households supply their people, arcs to
-    their candidate shelters cost the travel time [s], shelters drain into a
-    sink up to their capacity, an overflow arc costs more than any trip), then
-    each household goes whole to the shelter that received most of its
-    flow, in rounds over the candidate rank with the capacity left (vectorized
-    per round).
-    """
-    from ortools.graph.python import min_cost_flow
-
-    h, k = cand.shelter.shape
-    s = capacity.size
-    people = np.asarray(people, dtype=np.int64)
-    choice = np.full(h, -1, dtype=np.int64)
-    valid = (cand.shelter >= 0) & np.isfinite(cand.time_s)
-    if h == 0 or not valid.any():
-        return choice
-    hi, ki = np.nonzero(valid)
-    sj = cand.shelter[hi, ki]
-    cost = np.round(cand.time_s[hi, ki]).astype(np.int64)
-    big = int(cost.max(initial=0)) * 10 + 10**6
-    sink = h + s
-    tails = np.concatenate([hi, h + np.arange(s), np.arange(h)])
-    heads = np.concatenate([h + sj, np.full(s, sink), np.full(h, sink)])
-    caps = np.concatenate([people[hi], np.maximum(capacity, 0), people])
-    costs = np.concatenate([cost, np.zeros(s, np.int64), np.full(h, big)])
-    mcf = min_cost_flow.SimpleMinCostFlow()
-    arcs = mcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
-    supplies = np.concatenate([people, np.zeros(s, np.int64), [-int(people.sum())]])
-    mcf.set_nodes_supplies(np.arange(h + s + 1), supplies)
-    status = mcf.solve()
-    flow = np.zeros((h, k))
-    if status == mcf.OPTIMAL:
-        flow[hi, ki] = mcf.flows(arcs[:hi.size])
-    # preference: most flow first, then travel time
-    rank = np.lexsort((cand.time_s, -flow), axis=1) if k > 1 else np.zeros((h, 1), np.int64)
-    pref = np.take_along_axis(np.where(valid, cand.shelter, -1), rank, axis=1)
-    share = np.take_along_axis(flow, rank, axis=1)
-    left = np.maximum(capacity, 0).astype(np.int64).copy()
-    for r in range(k):
-        todo = np.flatnonzero((choice < 0) & (pref[:, r] >= 0))
-        if todo.size == 0:
-            continue
-        sh = pref[todo, r]
-        order = np.lexsort((-share[todo, r], sh))
-        todo, sh = todo[order], sh[order]
-        cum = np.cumsum(people[todo])
-        first = np.r_[True, sh[1:] != sh[:-1]]
-        base = np.maximum.accumulate(np.where(first, cum - people[todo], 0))
-        fits = (cum - base) <= left[sh]
-        # stop at the first household of a shelter that does not fit (keeps loads exact)
-        ok_pos = todo[fits]
-        choice[ok_pos] = sh[fits]
-        np.subtract.at(left, sh[fits], people[todo][fits])
-    return choice
