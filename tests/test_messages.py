@@ -14,6 +14,7 @@ from ewarn.alerts.messages import (
     MessageError,
     RenderedMessage,
     abbreviate_shelter,
+    cap_texts,
     commune_label,
     render,
     render_summary,
@@ -21,7 +22,7 @@ from ewarn.alerts.messages import (
 )
 from ewarn.alerts.notice import KINDS, Notice, ProvinceSummary
 from ewarn.errors import EwarnError
-from ewarn.hazard_models.levels import LEVELS
+from ewarn.hazard_models.levels import LEVEL_DISCLAIMER, LEVELS
 
 CYCLE = datetime(2024, 9, 7, 12, tzinfo=UTC)
 
@@ -319,3 +320,22 @@ def test_summary_without_communes_at_risk():
 def test_summary_bad_level():
     with pytest.raises(MessageError, match="level 9 in 'worst'"):
         render_summary(summary(worst=[("Phúc Khánh", 9, None)]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("language", ["vi", "en"])
+def test_cap_texts(kind, language):
+    t = cap_texts(kind_notice(kind), language=language)
+    assert t.language == language
+    assert t.event == ("Lũ quét, sạt lở đất" if language == "vi" else "Flash flood and landslide")
+    assert t.area_desc == ("xã Phúc Khánh, Lào Cai" if language == "vi" else "Phúc Khánh commune, Lào Cai")
+    assert t.headline.endswith(t.area_desc)
+    assert t.description.endswith(LEVEL_DISCLAIMER[language])
+    for text in (t.headline, t.description, t.instruction):
+        assert "\n" not in text and "  " not in text and " ." not in text
+    if kind == "all_clear":
+        assert "sơ tán" not in t.instruction and "evacuate" not in t.instruction
+    else:
+        assert "514 mm" in t.description
+        assert ("21:00 09/09" if language == "vi" else "21:00 9 Sep") in t.description
+        assert "Trường Tiểu học Phúc Khánh" in t.instruction
