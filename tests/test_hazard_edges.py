@@ -188,6 +188,7 @@ def test_planner_closes_ways_and_polygons(net: RoadNetwork) -> None:
     # a GeoDataFrame in a projected CRS is converted to lon/lat first
     gdf = gpd.GeoDataFrame(geometry=[area], crs=4326).to_crs(32648)
     assert np.array_equal(planner_closures(net, polygons=gdf).closed, by_poly.closed)
+    assert np.array_equal(planner_closures(net, polygons=area).closed, by_poly.closed)  # one polygon alone
     both = planner_closures(net, way_ids=[4], polygons=[area])
     assert set(both.reason[rows_of(net, 4)]) == {"planner:way 4;planner:polygon"}
 

@@ -299,6 +299,29 @@ def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
         load_network(other)
 
 
+def test_graphs_osmnx_cannot_route_are_refused() -> None:
+    projected = toy_graph()
+    projected.graph["crs"] = "EPSG:32648"
+    with pytest.raises(RoadNetworkError, match="EPSG:4326"):
+        load_network(projected)
+    named = nx.MultiDiGraph()
+    named.add_node("a", x=104.0, y=22.0)
+    named.add_node("b", x=104.01, y=22.0)
+    named.add_edge("a", "b", highway="primary")
+    with pytest.raises(RoadNetworkError, match="integers"):
+        load_network(named)
+    no_roads = nx.MultiDiGraph(crs="EPSG:4326")
+    no_roads.add_node(1, x=104.0, y=22.0)
+    no_roads.add_node(2, x=104.01, y=22.0)
+    no_roads.add_edge(1, 2, building="yes")  # a way that is not a road
+    with pytest.raises(RoadNetworkError, match="no roads"):
+        load_network(no_roads)
+    # a plain networkx graph without a crs attribute is taken as lon/lat and left as it was
+    plain = toy_graph()
+    del plain.graph["crs"]
+    assert load_network(plain).n_edges == 16 and "crs" not in plain.graph
+
+
 # --------------------------------------------------------------------------- cache
 
 

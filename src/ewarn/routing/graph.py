@@ -663,6 +663,19 @@ def _first(s: pd.Series) -> pd.Series:
     return s.explode().groupby(level=0).first().reindex(s.index)
 
 
+@contextlib.contextmanager
+def _crs_attr(graph: nx.MultiDiGraph) -> Iterator[None]:
+    """osmnx needs ``graph.graph['crs']``: a plain networkx graph without one is taken as EPSG:4326."""
+    missing = "crs" not in graph.graph
+    if missing:
+        graph.graph["crs"] = "EPSG:4326"
+    try:
+        yield
+    finally:
+        if missing:
+            graph.graph.pop("crs", None)
+
+
 def network_from_graph(graph: nx.MultiDiGraph, *, crs: str | None = None,
                        speeds: SpeedTable | Path | str | None = None,
                        source_checksum: str | None = None) -> RoadNetwork:
@@ -679,20 +692,23 @@ def network_from_graph(graph: nx.MultiDiGraph, *, crs: str | None = None,
                                "reads OSM files")
     if graph.number_of_nodes() == 0:
         raise RoadNetworkError("the road network has no nodes; give a road file with roads in it")
-    try:
-        nodes = ox.graph_to_gdfs(graph, edges=False, node_geometry=False)
-    except Exception as exc:  # osmnx raises ValueError / KeyError on graphs without x, y
-        raise RoadNetworkError(f"the road graph's nodes lack coordinates ({exc}); every node needs x "
-                               "(longitude) and y (latitude)") from None
+    with _crs_attr(graph):
+        try:
+            nodes = ox.graph_to_gdfs(graph, edges=False, node_geometry=False)
+        except Exception as exc:  # osmnx raises ValueError / KeyError on graphs without x, y
+            raise RoadNetworkError(f"the road graph's nodes lack coordinates ({exc}); every node needs x "
+                                   "(longitude) and y (latitude)") from None
+        if graph.number_of_edges() == 0:
+            edges = pd.DataFrame(columns=["u", "v", "highway"])
+        else:
+            edges = ox.graph_to_gdfs(graph, nodes=False, fill_edge_geometry=False).reset_index()
     try:
         node_ids = nodes.index.to_numpy().astype(np.int64)
     except (TypeError, ValueError):
         raise RoadNetworkError("road node ids must be integers (OSM node ids)") from None
-    if graph.number_of_edges() == 0:
-        edges = pd.DataFrame(columns=["u", "v", "highway"])
-    else:
-        edges = ox.graph_to_gdfs(graph, nodes=False, fill_edge_geometry=False).reset_index()
-    if "highway" in edges.columns:
+    if len(edges):
+        if "highway" not in edges.columns:
+            edges["highway"] = None
         # graph_from_xml also turns ways that are not roads (buildings, land use) into edges
         edges = edges[edges["highway"].notna().to_numpy()].reset_index(drop=True)
         used = np.union1d(edges["u"].to_numpy().astype(np.int64), edges["v"].to_numpy().astype(np.int64))

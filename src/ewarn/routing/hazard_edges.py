@@ -307,6 +307,8 @@ def planner_closures(net: RoadNetwork, *, way_ids: Iterable[int] = (),
         pairs = pd.DataFrame({"edge": net.way_edges[hit], "way": net.way_ids[hit]}).drop_duplicates("edge")
         out.closed[pairs["edge"].to_numpy()] = True
         out.reason[pairs["edge"].to_numpy()] = ("planner:way " + pairs["way"].astype(str)).to_numpy(object)
+    if isinstance(polygons, shapely.Geometry):
+        polygons = [polygons]
     if hasattr(polygons, "to_crs") and getattr(polygons, "crs", None) is not None:
         polygons = polygons.to_crs(4326)
     if hasattr(polygons, "geometry"):
