@@ -29,13 +29,13 @@ The keys (defaults in brackets)::
                              # (cf-netcdf, ecmwf-ifs, ecmwf-ens, gfs, wrf, demo)
     reference_time = 2024-09-07T12:00:00Z  # kind = "synthetic": forecast start (UTC)
                                            # [the demo storm's 2024-09-07T12Z]
-    steps = 72               # kind = "synthetic": number of intervals [72]
-    step_hours = 1           # kind = "synthetic": interval length [h] [1]
-    members = 0              # kind = "synthetic"/"demo": ensemble members, 0 = one forecast [0]
-    scale = 1.0              # [1.0] multiply every rain amount (> 0; 1.5 = 50 % wetter)
-    shift_hours = 0          # [0] move the storm later (> 0) or earlier (< 0) [h]
+    steps = 72               # kind = "synthetic": number of intervals (1–384) [72]
+    step_hours = 1           # kind = "synthetic": interval length (0–24] [h] [1]
+    members = 0              # kind = "synthetic"/"demo": ensemble members (0–100), 0 = one forecast [0]
+    scale = 1.0              # [1.0] multiply every rain amount (> 0, ≤ 10; 1.5 = 50 % wetter)
+    shift_hours = 0          # [0] move the storm later (> 0) or earlier (< 0), at most ±240 [h]
     shift_km = [0.0, 0.0]    # [[0, 0]] move the storm [east, north] [km]
-    antecedent_mm = 0        # [0] rain already fallen, spread evenly over the
+    antecedent_mm = 0        # [0] rain already fallen (≤ 5000), spread evenly over the
                              # `antecedent_days` before the forecast start [mm, total]
     antecedent_days = 5      # [5] days of antecedent rain (1–30)
     antecedent_file = "obs.nc"      # or: rain of those days from a file (instead of antecedent_mm)
