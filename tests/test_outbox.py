@@ -327,7 +327,7 @@ def test_a_gateway_that_reports_delivered_at_once(store):
     assert len(list_messages(store, status="delivered")) == 2
 
 
-def test_status_callback_url_from_public_url(store):
+def test_messages_carry_the_key_and_no_callback_unless_asked(store):
     seen: list[SmsMessage] = []
 
     class Capture(FakeGateway):
@@ -335,7 +335,11 @@ def test_status_callback_url_from_public_url(store):
             seen.append(message)
             return super().send(message)
 
-    enqueue(store, _rows(1), now=T0)
-    Dispatcher(store, Capture(), settings=AlertSettings(public_url="https://ewarn.example.org/")).run_once(T0)
-    assert seen[0].status_callback == "https://ewarn.example.org/webhooks/sms/fake"
-    assert seen[0].key == "k00000" and seen[0].to == "+84980000000"
+    enqueue(store, _rows(2), now=T0)
+    settings = AlertSettings(public_url="https://ewarn.example.org/", batch_size=1)
+    Dispatcher(store, Capture(), settings=settings).run_once(T0)  # the gateway builds its own callback
+    Dispatcher(store, Capture(), settings=settings,
+               status_callback="https://ewarn.example.org/hook").run_once(T0)
+    assert [m.status_callback for m in seen] == ["", "https://ewarn.example.org/hook"]
+    assert [(m.key, m.to, m.body) for m in seen] == [("k00000", "+84980000000", "CẢNH BÁO 0"),
+                                                     ("k00001", "+84980000001", "CẢNH BÁO 1")]

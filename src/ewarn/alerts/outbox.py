@@ -489,8 +489,7 @@ class Dispatcher:
     settings : AlertSettings, optional
         ``max_attempts``, ``backoff_seconds``, ``backoff_max_seconds``,
         ``lease_seconds``, ``batch_size``, ``rate_per_second`` (0: the
-        gateway's ``default_rate_per_second``), ``public_url`` (delivery
-        callbacks go to ``{public_url}/webhooks/sms/{gateway}``).
+        gateway's ``default_rate_per_second``).
     clock : callable
         Current time [s since the epoch] (default :func:`time.time`).
     sleep : callable
@@ -499,13 +498,18 @@ class Dispatcher:
         Jitter source (default: a fresh unseeded generator).
     burst : float
         Token-bucket size [messages].
+    status_callback : str
+        Delivery-report URL put on every message; "" (default) lets the
+        gateway use its own (e.g. the Twilio gateway's ``public_url`` +
+        its webhook path).
     **overrides
         Any of the settings above by name, e.g. ``batch_size=10``.
     """
 
     def __init__(self, store: Store, gateway: Gateway, *, settings: AlertSettings | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 rng: np.random.Generator | None = None, burst: float = 1.0, **overrides: Any) -> None:
+                 rng: np.random.Generator | None = None, burst: float = 1.0, status_callback: str = "",
+                 **overrides: Any) -> None:
         base = settings or AlertSettings()
         self.settings = base.model_copy(update=overrides) if overrides else base
         s = self.settings
@@ -522,8 +526,7 @@ class Dispatcher:
         self.batch_size = int(s.batch_size)
         if self.rate > 0:
             self.batch_size = max(1, min(self.batch_size, math.floor(0.5 * s.lease_seconds * self.rate)))
-        url = s.public_url.rstrip("/")
-        self.status_callback = f"{url}/webhooks/sms/{self.gateway_name}" if url else ""
+        self.status_callback = status_callback
 
     # ---- one batch
     def run_once(self, now: dt.datetime | float | None = None) -> DispatchCounts:
