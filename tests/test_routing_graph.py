@@ -473,3 +473,10 @@ def test_real_hanoi_extract_loads_caches_and_routes(shared_data: Path, tmp_path:
     # the cached copy routes the same
     cached = load_network(src, cache_dir=tmp_path)
     assert csgraph.dijkstra(cached.csr("motorbike"), indices=[a])[0, b] == t
+
+
+def test_real_bz2_extract_loads(shared_data: Path) -> None:
+    net = load_network(shared_data / "osm" / "west_oakland.osm.bz2")
+    assert net.crs == "EPSG:32610"  # Oakland, California: UTM 10N
+    assert net.n_edges > 50 and (net.edge_way > 0).all()
+    assert np.isfinite(net.edge_time_s["walk"]).all()  # every road there is walkable
