@@ -455,6 +455,12 @@ class EvacuationPlan:
     options: PlanOptions
     warnings: list[str] = field(default_factory=list)
     source: str = ""
+    #: Routes as edge rows of the road network: route ``i`` is
+    #: ``route_edges[route_offsets[i]:route_offsets[i + 1]]`` (for maps and checks).
+    route_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    route_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: bool (m,): edges closed for this plan (hazard and planner).
+    closed_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def summary(self) -> dict[str, Any]:
         """Counts, travel times, clearance per commune and unassigned by reason (JSON-ready)."""
@@ -783,7 +789,8 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
                      "(onset - safety margin): send help or an earlier warning")
     return EvacuationPlan(households=households, shelters=shelters, communes=communes, routes=routes,
                           closures=closures, assisted=assisted, start=start, options=opt, warnings=warns,
-                          source=str(assessment.attrs.get("source", "")))
+                          source=str(assessment.attrs.get("source", "")), route_offsets=offsets,
+                          route_edges=edges, closed_edges=closed)
 
 
 def _assign(graph_to: Any, h_node: np.ndarray, h_walk: np.ndarray, s_node: np.ndarray, s_walk: np.ndarray,
