@@ -61,8 +61,8 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -138,6 +138,7 @@ outbox = Table(
     Column("cycle", DateTime(timezone=True)),
     Column("notice_id", Text, nullable=False, default=""),
     Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_lease", "status", "lease_until"),
     Index("ix_outbox_provider_id", "provider_id"),
 )
 
@@ -364,10 +365,15 @@ def claim(store: Store, n: int, now: dt.datetime, lease: float) -> list[dict[str
     now = _aware(now)
     until = now + dt.timedelta(seconds=float(lease))
     t = outbox
-    due = or_((t.c.status == "queued") & (t.c.next_attempt_at <= now),
-              (t.c.status == "sending") & (t.c.lease_until <= now))
-    ids = (select(t.c.id).where(due).order_by(t.c.next_attempt_at, t.c.id).limit(int(n))
-           .with_for_update(skip_locked=True).scalar_subquery())
+    # Two index range scans (crashed leases first, then the oldest due), each
+    # stopping after n rows; one OR over both would read every due row and sort.
+    stale = (select(t.c.id).where(t.c.status == "sending", t.c.lease_until <= now)
+             .order_by(t.c.lease_until, t.c.id).limit(int(n)).with_for_update(skip_locked=True).subquery())
+    fresh = (select(t.c.id).where(t.c.status == "queued", t.c.next_attempt_at <= now)
+             .order_by(t.c.next_attempt_at, t.c.id).limit(int(n)).with_for_update(skip_locked=True)
+             .subquery())
+    both = union_all(select(stale.c.id), select(fresh.c.id)).subquery()
+    ids = select(both.c.id).limit(int(n)).scalar_subquery()
     stmt = (update(t).where(t.c.id.in_(ids))
             .values(status="sending", lease_until=until, attempts=t.c.attempts + 1)
             .returning(t.c.id, t.c.key, t.c.kind, t.c.hazard, t.c.commune_code, t.c.recipient, t.c.body,
