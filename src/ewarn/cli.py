@@ -40,7 +40,11 @@ forecasts_app = typer.Typer(help="The forecast archive.", no_args_is_help=True)
 risk_app = typer.Typer(help="Risk assessments per commune.", no_args_is_help=True)
 app.add_typer(region_app, name="region")
 app.add_typer(forecasts_app, name="forecasts")
+alerts_app = typer.Typer(help="SMS warnings: preview, send, delivery status.", no_args_is_help=True)
+contacts_app = typer.Typer(help="The officials and operators who receive warnings.", no_args_is_help=True)
 app.add_typer(risk_app, name="risk")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(contacts_app, name="contacts")
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -376,21 +380,13 @@ def _print_risk(ds, *, min_level: int = 1, limit: int = 30) -> None:
     console.print(escape(LEVEL_DISCLAIMER["vi"]), style="dim")
 
 
-@risk_app.command("show")
-def risk_show(
-    source: Annotated[str | None, typer.Option(help="only this source [default: latest of any]")] = None,
-    cycle: Annotated[str | None, typer.Option(help="cycle, UTC [default: latest]")] = None,
-    min_level: Annotated[int, typer.Option(help="lowest level listed")] = 1,
-    workspace: WorkspaceOpt = None,
-) -> None:
-    """Communes at risk in the latest assessment, by level and onset (local time)."""
+def _assessment_path(ws: Workspace, source: str | None, cycle: str | None) -> tuple[Path, str]:
+    """The assessment file of (source, cycle), or the latest one; and a label for people."""
     import pandas as pd
-    import xarray as xr
 
     from ewarn.hazard_models.assess import latest_assessment
     from ewarn.store import Store
 
-    ws = _ws(workspace)
     want = _parse_cycle(cycle)
     if want is not None:
         if source is None:
@@ -399,17 +395,190 @@ def risk_show(
         if not path.exists():
             raise EwarnError(f"no assessment of {source} cycle {want:%Y-%m-%dT%H}Z ({path} is absent); "
                              f"run 'ewarn assess {source} {want:%Y-%m-%dT%H}'")
-        label = f"{source} cycle {_local(want)}"
-    else:
-        rows = latest_assessment(Store.open(ws.database_url), source)
-        if rows.empty:
-            raise EwarnError("no assessment yet; run a cycle first (ewarn assess SOURCE, or ewarn demo)")
-        path = Path(rows["path"].iloc[0])
-        when = pd.Timestamp(rows["cycle"].iloc[0]).to_pydatetime()
-        label = f"{rows['source'].iloc[0]} cycle {_local(when)}"
+        return path, f"{source} cycle {_local(want)}"
+    rows = latest_assessment(Store.open(ws.database_url), source)
+    if rows.empty:
+        raise EwarnError("no assessment yet; run a cycle first (ewarn assess SOURCE, or ewarn demo)")
+    when = pd.Timestamp(rows["cycle"].iloc[0]).to_pydatetime()
+    return Path(rows["path"].iloc[0]), f"{rows['source'].iloc[0]} cycle {_local(when)}"
+
+
+@risk_app.command("show")
+def risk_show(
+    source: Annotated[str | None, typer.Option(help="only this source [default: latest of any]")] = None,
+    cycle: Annotated[str | None, typer.Option(help="cycle, UTC [default: latest]")] = None,
+    min_level: Annotated[int, typer.Option(help="lowest level listed")] = 1,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Communes at risk in the latest assessment, by level and onset (local time)."""
+    import xarray as xr
+
+
+    ws = _ws(workspace)
+    path, label = _assessment_path(ws, source, cycle)
     with xr.open_dataset(path) as ds:
         console.print(f"assessment {label}: {path}")
         _print_risk(ds.load(), min_level=min_level)
+
+
+def _now_option(value: str | None) -> dt.datetime:
+    from ewarn.store import utcnow
+
+    return _parse_cycle(value) or utcnow()
+
+
+NowOpt = Annotated[str | None, typer.Option(
+    "--now", help="decide as if it were this time, UTC (to replay a past event) [default: the clock]")]
+
+
+@alerts_app.command("preview")
+def alerts_preview(
+    source: Annotated[str | None, typer.Option(help="only this source [default: latest of any]")] = None,
+    cycle: Annotated[str | None, typer.Option(help="cycle, UTC [default: latest]")] = None,
+    now: NowOpt = None,
+    full: Annotated[bool, typer.Option(help="print every message's text in full")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """What would be sent for the latest assessment, with segment counts; nothing is written or sent."""
+    import xarray as xr
+
+    from ewarn.alerts import service
+    from ewarn.region import Region
+    from ewarn.store import Store
+
+    ws = _ws(workspace)
+    path, label = _assessment_path(ws, source, cycle)
+    with xr.open_dataset(path) as ds:
+        df = service.preview(Store.open(ws.database_url), Region.load(ws.region_dir), ds.load(),
+                             ws.settings.alerts, now=_now_option(now))
+    table = Table(title=f"{len(df)} message(s) for {label} (gateway {ws.settings.alerts.gateway}); "
+                        "segments: GSM-7 160/153, UCS-2 70/67 characters")
+    for col in ("commune", "kind", "level", "to", "form", "segments", "queued", "text"):
+        table.add_column(col, overflow="fold")
+    for r in df.itertuples():
+        text = r.text if full else (r.text if len(r.text) <= 90 else r.text[:87] + "…")
+        form = f"{r.language}{' không dấu' if r.unaccented else ''} {r.encoding}"
+        table.add_row(escape(f"{r.commune_name} {r.commune}"), r.kind, str(r.level), r.recipient, form,
+                      str(r.segments), "yes" if r.queued else "", escape(text))
+    console.print(table)
+
+
+@alerts_app.command("send")
+def alerts_send(
+    source: Annotated[str | None, typer.Option(help="only this source [default: latest of any]")] = None,
+    cycle: Annotated[str | None, typer.Option(help="cycle, UTC [default: latest]")] = None,
+    now: NowOpt = None,
+    wait: Annotated[bool, typer.Option(help="also wait for retries (up to --max-seconds)")] = False,
+    max_seconds: Annotated[float, typer.Option(help="longest wait for retries [s]")] = 300.0,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Queue the warnings of the latest assessment in the outbox and send what is due."""
+    import xarray as xr
+
+    from ewarn.alerts import service
+    from ewarn.pipeline import open_gateway
+    from ewarn.region import Region
+    from ewarn.store import Store
+
+    ws = _ws(workspace)
+    store = Store.open(ws.database_url)
+    path, label = _assessment_path(ws, source, cycle)
+    when = _now_option(now)
+    with xr.open_dataset(path) as ds:
+        batch = service.prepare_alerts(store, Region.load(ws.region_dir), ds.load(), ws.settings.alerts,
+                                       now=when)
+    queued, dup = service.enqueue_alerts(store, batch)
+    console.print(f"{label}: {len(batch.notices)} notice(s), {len(batch.summaries)} province summary(ies); "
+                  f"{queued} message(s) queued, {dup} already queued")
+    gateway = open_gateway(ws)
+    try:
+        counts = service.dispatch(store, gateway, ws.settings.alerts, now=when if now else None, wait=wait,
+                                  max_seconds=max_seconds)
+    finally:
+        gateway.close()
+    console.print(f"gateway {ws.settings.alerts.gateway}: " + ", ".join(
+        f"{k} {v}" for k, v in counts.as_dict().items() if v))
+    _print_outbox_counts(store)
+
+
+def _print_outbox_counts(store) -> None:
+    from ewarn.alerts.outbox import outbox_counts
+
+    counts = outbox_counts(store)
+    console.print("outbox: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@alerts_app.command("status")
+def alerts_status(
+    status: Annotated[str | None, typer.Option(help="only messages in this status (queued, sending, sent, "
+                                                    "delivered, failed, undelivered, expired)")] = None,
+    limit: Annotated[int, typer.Option(help="how many of the latest messages to list")] = 30,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The outbox: counts by status and the latest messages (numbers masked)."""
+    import pandas as pd
+
+    from ewarn.alerts.outbox import list_messages
+    from ewarn.store import Store
+
+    ws = _ws(workspace)
+    store = Store.open(ws.database_url)
+    store.ensure()
+    _print_outbox_counts(store)
+    df = list_messages(store, status, limit)
+    table = Table(title=f"latest {len(df)} message(s) (times UTC+7)")
+    for col in ("id", "created", "kind", "commune", "to", "status", "attempts", "sent", "error"):
+        table.add_column(col)
+    for r in df.itertuples():
+        def when(t) -> str:
+            return "–" if t is None or pd.isna(t) else _local(pd.Timestamp(t).to_pydatetime(), "%d/%m %H:%M",
+                                                              offset=False)
+        table.add_row(str(r.id), when(r.created_at), r.kind, r.commune_code or "–", r.recipient, r.status,
+                      str(r.attempts), when(r.sent_at), escape(str(r.last_error or "")))
+    console.print(table)
+
+
+@contacts_app.command("import")
+def contacts_import(
+    csv_file: Annotated[Path, typer.Argument(help="contacts CSV: commune_code, name, role, phone (E.164), "
+                                                   "language (vi/en), unaccented (true/false)")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Replace the region's contacts with a validated CSV file (nothing changes if a row is bad)."""
+    from ewarn.region import import_contacts
+
+    ws = _ws(workspace)
+    table, warnings = import_contacts(ws.region_dir, csv_file)
+    _print_problems(warnings)
+    console.print(f"{len(table)} contact(s) imported into {ws.region_dir}")
+
+
+@contacts_app.command("list")
+def contacts_list(
+    commune: Annotated[str | None, typer.Option(help="only this commune code")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The contacts of the region (phone numbers masked)."""
+    from ewarn.log import mask_phone
+    from ewarn.region import Region
+
+    ws = _ws(workspace)
+    region = Region.load(ws.region_dir)
+    c = region.contacts
+    if commune:
+        c = c[c["commune_code"] == commune]
+    names = dict(zip(region.communes["code"], region.communes["name"], strict=True))
+    operators = {r.casefold() for r in ws.settings.alerts.operator_roles}
+    table = Table(title=f"{len(c)} contact(s); province summaries go to roles: "
+                        f"{', '.join(ws.settings.alerts.operator_roles)}")
+    for col in ("commune", "name", "role", "phone", "language", "form"):
+        table.add_column(col)
+    for r in c.itertuples():
+        role = escape(r.role) + (" [bold](operator)[/]" if r.role.casefold() in operators else "")
+        table.add_row(escape(f"{names.get(r.commune_code, '?')} {r.commune_code}"), escape(r.name), role,
+                      mask_phone(r.phone) + (" (demo)" if getattr(r, "demo", False) else ""), r.language,
+                      "không dấu" if r.unaccented else "có dấu")
+    console.print(table)
 
 
 def main() -> None:

@@ -64,13 +64,22 @@ def forecast_cycle(root: str, source: str) -> str:
 def dispatch_outbox(root: str) -> dict[str, int]:
     """Send the messages that are due (the alerts room's dispatcher, one batch round)."""
     from ewarn.alerts import service
+    from ewarn.pipeline import open_gateway
 
     ws = Workspace.open(Path(root))
+    store = Store.open(ws.database_url)
     try:
-        return service.dispatch_workspace(ws)
+        gateway = open_gateway(ws)
     except EwarnError as exc:
         log.error("dispatch: %s", exc)
         return {}
+    try:
+        return service.dispatch(store, gateway, ws.settings.alerts).as_dict()
+    except EwarnError as exc:
+        log.error("dispatch: %s", exc)
+        return {}
+    finally:
+        gateway.close()
 
 
 def watchdog(root: str) -> list[str]:

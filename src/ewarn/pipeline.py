@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,10 +110,53 @@ def _stage_assess(ctx: CycleContext) -> None:
         ctx.counts[f"communes_level_ge{lv}"] = int((level >= lv).sum())
 
 
+def open_gateway(workspace: Workspace) -> Any:
+    """The workspace's configured SMS gateway (``[alerts] gateway``), credentials from the environment."""
+    from ewarn.alerts.gateways import load_gateway
+
+    settings = workspace.settings.alerts
+    return load_gateway(settings.gateway, settings, os.environ, workspace_root=workspace.root)
+
+
+def _stage_alerts(ctx: CycleContext) -> None:
+    """Decide the warnings of the cycle, queue them in the outbox, send what is due — alerts room."""
+    from ewarn.alerts import service
+
+    settings = ctx.workspace.settings.alerts
+    store = Store.open(ctx.workspace.database_url)
+    now = ctx.now or utcnow()
+    batch = service.prepare_alerts(store, ctx.region, ctx.results["assess"], settings, now=now)
+    queued, duplicates = service.enqueue_alerts(store, batch)
+    ctx.results["alerts"] = batch
+    ctx.counts["notices"] = len(batch.notices)
+    ctx.counts["messages_queued"] = queued
+    ctx.counts["messages_already_queued"] = duplicates
+    _write_cap(ctx, batch, now)
+    gateway = open_gateway(ctx.workspace)
+    try:
+        sent = service.dispatch(store, gateway, settings, now=now)
+    finally:
+        gateway.close()
+    ctx.results["dispatch"] = sent
+    ctx.counts["messages_sent"] = int(getattr(sent, "sent", 0))
+
+
+def _write_cap(ctx: CycleContext, batch: Any, now: dt.datetime) -> None:
+    """CAP 1.2 files of the cycle's notices and the Atom feed of the active ones (``cap/``)."""
+    from ewarn.alerts.capstore import write_cap_files
+
+    folder = ctx.workspace.path("cap")
+    written = write_cap_files(batch.notices, folder, settings=ctx.workspace.settings.alerts, now=now)
+    ctx.counts["cap_alerts"] = len(written)
+    if written:
+        ctx.outputs["cap"] = folder
+
+
 #: The stages of a cycle, in order. Later rooms append theirs.
 STAGES: list[tuple[str, Callable[[CycleContext], None]]] = [
     ("ingest", _stage_ingest),
     ("assess", _stage_assess),
+    ("alerts", _stage_alerts),
 ]
 
 

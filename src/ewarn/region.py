@@ -82,6 +82,7 @@ __all__ = [
     "COORD_DECIMALS",
     "Region",
     "RegionError",
+    "import_contacts",
     "import_region",
     "legacy_provinces_of",
     "provinces_2025",
@@ -1657,3 +1658,58 @@ def _fetch_roads(gdf: gpd.GeoDataFrame, problems: list[Problem]) -> nx.MultiDiGr
                                                  f"{exc}); retry later or pass --roads with a .osm export",
                                 field="roads"))
         return None
+
+
+# --------------------------------------------------------------------------- contacts
+
+
+def import_contacts(region_dir: Path | str, csv_path: Path | str) -> tuple[pd.DataFrame, list[Problem]]:
+    """Replace a region's contacts with a validated CSV file (atomically).
+
+    The file is checked like the region's own ``contacts.csv`` (E.164 phone
+    numbers of Vietnam, commune codes of the region, language, unaccented);
+    any error refuses the whole file and leaves the current contacts in
+    place. The region's ``region.toml`` is updated when it named no
+    contacts file yet.
+
+    Parameters
+    ----------
+    region_dir : Path
+        The region folder.
+    csv_path : Path
+        ``commune_code, name, role, phone, language, unaccented`` (UTF-8 CSV).
+
+    Returns
+    -------
+    (DataFrame, list of Problem)
+        The contacts now in force and the warnings found.
+
+    Raises
+    ------
+    RegionError
+        Listing every bad row and field of the file.
+    """
+    region = Region.load(region_dir)
+    src = Path(csv_path).expanduser().resolve()
+    label = _label(src)
+    raw, problems = _read_csv(src, label)
+    table = None
+    if raw is not None:
+        table, more = _table("contacts", raw, label, _CommuneIndex.of(region.communes))
+        problems += more
+    if table is None or _has_errors(problems):
+        n = sum(p.severity == "error" for p in problems)
+        raise RegionError(f"contacts file {label} is not valid ({n} error(s)); nothing was changed: fix "
+                          "the rows listed and import it again", problems)
+    dest = region.files.get("contacts") or region.folder / CANONICAL_FILES["contacts"]
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(_csv_text(table), encoding="utf-8")
+    os.replace(tmp, dest)
+    if "contacts" not in region.files:
+        manifest = region.folder / REGION_FILE
+        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+        data.setdefault("files", {})["contacts"] = dest.name
+        tmp = manifest.with_name(f".{manifest.name}.tmp")
+        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+        os.replace(tmp, manifest)
+    return table, [p for p in problems if p.severity != "error"]
