@@ -1015,7 +1015,12 @@ def _load_roads(path: Path) -> nx.MultiDiGraph:
     if _roads_suffix(path) == ".graphml":
         return ox.load_graphml(path)
     # retain_all: keep every connected piece; routing decides what is reachable
-    return ox.graph_from_xml(path, retain_all=True)
+    graph = ox.graph_from_xml(path, retain_all=True)
+    # graph_from_xml turns every OSM way into edges, buildings and land use too: keep the roads
+    not_roads = [(u, v, k) for u, v, k, hw in graph.edges(keys=True, data="highway") if not hw]
+    graph.remove_edges_from(not_roads)
+    graph.remove_nodes_from([n for n in list(graph.nodes) if graph.degree(n) == 0])
+    return graph
 
 
 def _check_roads(path: Path, label: str, *, parse: bool) -> list[Problem]:
