@@ -351,9 +351,8 @@ def schedule_groups(
     cap_bucket = np.maximum(capacity_ppm[used] * bucket_s / 60.0, 0.0)
     cap_bucket = np.where(cap_bucket > 0, cap_bucket, 1.0)
     release_b = int(np.ceil(release_s / bucket_s - 1e-9))
-    finite_deadline = deadline_s[np.isfinite(deadline_s)]
-    horizon_s = max([release_s, *finite_deadline.tolist(), 0.0]) + float(travel_s.max(initial=0.0))
-    n_buckets = int(np.ceil(horizon_s / bucket_s)) + 2 + int(entry_bucket.max(initial=0))
+    # buckets are added as departures need them (doubling): memory ~ used edges x clearance time
+    n_buckets = release_b + int(entry_bucket.max(initial=0)) + 64
     residual = np.tile(cap_bucket[:, None], (1, n_buckets))
 
     slack = np.where(np.isfinite(deadline_s), deadline_s - travel_s, np.inf)
@@ -378,17 +377,19 @@ def schedule_groups(
             continue
         e = compact[a:b]
         o = entry_bucket[a:b]
+        omax = int(o.max())
+        span = int(np.ceil(need / cap_bucket[e].min())) + 2  # enough on empty roads; doubled when not
         while True:
-            span = n_buckets - int(o.max()) - release_b
-            if span > 0:
-                d = np.arange(release_b, release_b + span)
-                avail = residual[e[:, None], d[None, :] + o[:, None]].min(axis=0)
-                cs = np.cumsum(avail)
-                if cs[-1] >= need - 1e-9:
-                    break
-            grow = max(n_buckets, int(np.ceil(need / cap_bucket[e].min())) + int(o.max()) + 2)
-            residual = np.concatenate([residual, np.tile(cap_bucket[:, None], (1, grow))], axis=1)
-            n_buckets += grow
+            if release_b + span + omax > n_buckets:
+                grow = max(n_buckets, release_b + span + omax - n_buckets)
+                residual = np.concatenate([residual, np.tile(cap_bucket[:, None], (1, grow))], axis=1)
+                n_buckets += grow
+            d = np.arange(release_b, release_b + span)
+            avail = np.maximum(residual[e[:, None], d[None, :] + o[:, None]].min(axis=0), 0.0)
+            cs = np.cumsum(avail)
+            if cs[-1] >= need - 1e-9:
+                break
+            span *= 2
         sent = np.minimum(cs, need) - np.minimum(cs - avail, need)
         sent[sent < 1e-12] = 0.0
         nz = np.flatnonzero(sent)
