@@ -208,6 +208,13 @@ def _check_graph(graph_to: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
     g = sp.csr_matrix(graph_to)
     if g.nnz and np.nanmin(g.data) < 0:
         raise RoutingInputError("graph_to has negative travel times; edge times must be >= 0 s")
+    if not g.has_canonical_format:
+        # parallel entries: keep the fastest (scipy would add them up)
+        coo = g.tocoo()
+        o = np.lexsort((coo.data, coo.col, coo.row))
+        r, c, d = coo.row[o], coo.col[o], coo.data[o]
+        first = np.r_[True, (r[1:] != r[:-1]) | (c[1:] != c[:-1])]
+        g = sp.csr_matrix((d[first], (r[first], c[first])), shape=g.shape)
     return g
 
 
@@ -235,12 +242,36 @@ def _merge_topk(best_s: np.ndarray, best_t: np.ndarray, new_s: np.ndarray, new_t
     return s, t
 
 
-def _search(graph: sp.csr_matrix, sources: np.ndarray, limit: float, chunk: int, cols: np.ndarray):
-    """Yield ``(i0, i1, D)``: Dijkstra times from ``sources[i0:i1]`` to the nodes ``cols``."""
+def _search(graph: sp.csr_matrix, sources: np.ndarray, limit: float, chunk: int, cols: np.ndarray,
+            work: list[int]):
+    """Yield ``(i0, i1, D)``: Dijkstra times from ``sources[i0:i1]`` to the nodes ``cols``.
+
+    Appends the number of nodes reached (the work done) to ``work``.
+    """
     for i0 in range(0, sources.size, chunk):
         i1 = min(i0 + chunk, sources.size)
         D = dijkstra(graph, directed=True, indices=sources[i0:i1], limit=limit)
+        work.append(int(np.count_nonzero(np.isfinite(D))))
         yield i0, i1, D[:, cols]
+
+
+def _nearest(g: sp.csr_matrix, sh_nodes: np.ndarray, sh_off: np.ndarray, limit: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Time to the nearest shelter (offset included) and which one, for every node.
+
+    One multi-source Dijkstra from a virtual node per shelter, linked to the
+    shelter's road node by an edge of ``1 + offset`` seconds (the 1 s keeps zero
+    offsets as stored edges; it is taken off again).
+    """
+    n, m = g.shape[0], sh_nodes.size
+    coo = g.tocoo()
+    aug = sp.csr_matrix((np.r_[coo.data, 1.0 + sh_off], (np.r_[coo.row, n + np.arange(m)],
+                                                         np.r_[coo.col, sh_nodes])), shape=(n + m, n + m))
+    d, _, src = dijkstra(aug, directed=True, indices=n + np.arange(m), min_only=True, limit=limit + 1.0,
+                         return_predecessors=True)
+    d, src = d[:n] - 1.0, src[:n]
+    near = np.where(np.isfinite(d) & (src >= n), src - n, -1).astype(np.int64)
+    return np.where(near >= 0, d, np.inf), near
 
 
 def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nodes: np.ndarray, *,
@@ -270,9 +301,10 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
         grows as its square).
     effort : float
         How far the search goes for origins with fewer than ``k`` shelters within the
-        first radius: the radius doubles while the next pass costs at most ``effort``
-        times the first one (searches × radius², estimated). ``numpy.inf``: until the
-        limit, so that every row is the full answer.
+        first radius: the radius doubles while the next pass would reach at most
+        ``effort`` times as many nodes as the first one (or four whole-graph searches,
+        whichever is more). ``numpy.inf``: until the limit, so that every row is the
+        full answer.
     chunk_size : int
         Sources per Dijkstra call (memory ``chunk_size × n × 8`` bytes).
 
@@ -288,7 +320,7 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
     nearest within the limit when ``k`` were found; else every shelter within
     ``radius_s[o]`` (``complete`` when that radius reached ``limit_s``). An origin that
     can reach a shelter within the limit but found none within its radius gets its
-    nearest shelter (one multi-source search; ranked without offsets), so that only
+    nearest shelter (one multi-source search from all shelters), so that only
     origins that reach none have an empty row. The assignment widens short rows
     on demand (:func:`ewarn.routing.assign.assign`, ``widen``).
     """
@@ -316,11 +348,10 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
         return Candidates(out_s, out_t, out_r, np.ones(n_orig, dtype=bool))
     sh_nodes, sh_off = shelter_nodes[sh_ok], off[sh_ok]
 
-    # nearest shelter node of every node: one multi-source search (offsets ignored). Origins that
-    # reach none within the limit are done (empty rows); the others give the first search radius.
-    d1, _, src1 = dijkstra(g, directed=True, indices=np.unique(sh_nodes), min_only=True, limit=limit_s,
-                           return_predecessors=True)
-    d1, src1 = d1[uo], src1[uo]
+    # nearest shelter of every origin: one multi-source search. Origins that reach none within the
+    # limit are done (empty rows); the others give the first search radius.
+    d1, near1 = _nearest(g, sh_nodes, sh_off, limit_s)
+    d1, near1 = d1[uo], near1[uo]
     todo = np.flatnonzero(np.isfinite(d1))
     if start_s is None:
         start_s = _START * np.sqrt(k) * float(np.median(d1[todo])) if todo.size else limit_s
@@ -331,22 +362,24 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
     best_t = np.full((uo.size, k), np.inf)
     reach = np.full(uo.size, float(limit_s))
     src = np.arange(sh_ok.size)                  # shelters that can reach an origin to do
-    first_cost = None
+    budget = None
     g_fwd: sp.csr_matrix | None = None
     while todo.size and src.size:
+        work: list[int] = []
+        n_searches = min(todo.size, src.size)
         row_s = np.full((todo.size, k), -1, dtype=np.int64)
         row_t = np.full((todo.size, k), np.inf)
         if todo.size < src.size:
             # fewer origins than shelters: search forward from the origins, keep the shelter columns
             g_fwd = g.T.tocsr() if g_fwd is None else g_fwd
-            for i0, i1, D in _search(g_fwd, uo[todo], radius, chunk_size, sh_nodes[src]):
+            for i0, i1, D in _search(g_fwd, uo[todo], radius, chunk_size, sh_nodes[src], work):
                 tt = D + sh_off[src]
                 tt[tt > radius] = np.inf
                 s_idx = np.broadcast_to(src, tt.shape)
                 row_s[i0:i1], row_t[i0:i1] = _merge_topk(row_s[i0:i1], row_t[i0:i1], s_idx, tt, k)
         else:
             # search back from the shelters on the reversed graph, keep the origin columns
-            for i0, i1, D in _search(g, sh_nodes[src], radius, chunk_size, uo[todo]):
+            for i0, i1, D in _search(g, sh_nodes[src], radius, chunk_size, uo[todo], work):
                 tt = D.T + sh_off[src[i0:i1]]
                 tt[tt > radius] = np.inf
                 s_idx = np.broadcast_to(src[i0:i1], tt.shape)
@@ -354,7 +387,8 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
         row_s = np.where(np.isfinite(row_t), row_s, -1)
         best_s[todo], best_t[todo] = row_s, row_t
         reach[todo] = radius
-        first_cost = min(todo.size, src.size) * radius**2 if first_cost is None else first_cost
+        per_search = sum(work) / n_searches                  # nodes reached per search [-]
+        budget = effort * max(sum(work), 4 * n) if budget is None else budget
         todo = todo[(row_s >= 0).sum(axis=1) < k]
         if radius >= limit_s or todo.size == 0:
             break
@@ -364,19 +398,14 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
         g_fwd = g.T.tocsr() if g_fwd is None else g_fwd
         dl = dijkstra(g_fwd, directed=True, indices=uo[todo], min_only=True, limit=nxt_radius)
         nxt_src = np.flatnonzero(dl[sh_nodes] + sh_off <= nxt_radius)
-        if min(todo.size, nxt_src.size) * nxt_radius**2 > effort * first_cost:
+        # next pass: its searches each reach up to GROWTH² as many nodes (2-D), at most all of them
+        if min(todo.size, nxt_src.size) * min(per_search * _GROWTH**2, n) > budget:
             break
         radius, src = nxt_radius, nxt_src
 
     # an origin that reaches a shelter but found none within its radius: its nearest shelter
     empty = np.flatnonzero(np.isfinite(d1) & (best_s[:, 0] < 0))
-    if empty.size:
-        node_sh = np.full(n, -1, dtype=np.int64)
-        node_sh[sh_nodes[::-1]] = np.arange(sh_ok.size)[::-1]     # first shelter at each node
-        s0 = node_sh[src1[empty]]
-        t0 = d1[empty] + sh_off[s0]
-        ok = t0 <= limit_s
-        best_s[empty[ok], 0], best_t[empty[ok], 0] = s0[ok], t0[ok]
+    best_s[empty, 0], best_t[empty, 0] = near1[empty], d1[empty]
 
     # ascending time, ties by shelter index; map back to the caller's shelter indices
     order = np.lexsort((best_s, best_t), axis=1)
@@ -501,9 +530,10 @@ def route_edges(graph_to: sp.csr_matrix, entry_edge: np.ndarray, shelter_nodes: 
     """
     g = _check_graph(graph_to)
     n = g.shape[0]
+    g_in = sp.csr_matrix(graph_to)                 # the entries entry_edge is aligned with
     entry_edge = np.asarray(entry_edge, dtype=np.int64)
-    if entry_edge.shape != (g.nnz,):
-        raise RoutingInputError(f"entry_edge has {entry_edge.size} values for {g.nnz} graph entries; pass "
+    if entry_edge.shape != (g_in.nnz,):
+        raise RoutingInputError(f"entry_edge has {entry_edge.size} values for {g_in.nnz} graph entries; pass "
                                 "the edge array returned with the matrix by csr_with_edges")
     shelter_nodes = _check_nodes(shelter_nodes, n, "shelter_nodes")
     origin_nodes = _check_nodes(origin_nodes, n, "origin_nodes")
@@ -514,7 +544,7 @@ def route_edges(graph_to: sp.csr_matrix, entry_edge: np.ndarray, shelter_nodes: 
     valid = (shelter >= 0) & (origin_nodes >= 0)
     if np.any(shelter_nodes[shelter[valid]] < 0):
         raise RoutingInputError("a pair names a shelter that is not on the road network")
-    keys, key_edge = _entry_lookup(g, entry_edge)
+    keys, key_edge = _entry_lookup(g_in, entry_edge)
 
     bound = np.full(shelter_nodes.size, -np.inf)
     if time_s is None:
