@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -44,9 +46,9 @@ def grid(rows: int, cols: int, seed: int, *, keep: float = 0.8, oneway: float = 
 
 def brute(g_to: sp.csr_matrix, shelters: np.ndarray, origins: np.ndarray, off: np.ndarray, limit: float):
     """(o, s) door-to-door times from full Dijkstra, inf beyond the limit."""
-    D = dijkstra(g_to, indices=shelters)[:, origins].T + off
-    D[D > limit] = np.inf
-    return D
+    d = dijkstra(g_to, indices=shelters)[:, origins].T + off
+    d[d > limit] = np.inf
+    return d
 
 
 # --------------------------------------------------------------------------- one-way roads
@@ -213,7 +215,7 @@ def test_routes_are_contiguous_end_at_their_shelter_and_add_up_to_the_time():
     off, edges = route_edges(g_to, entry, shelters, origins[ok], sh[ok], time_s=tt[ok])
     times = net.edge_times("motorbike")
     np.testing.assert_allclose(route_totals(off, edges, times), tt[ok], rtol=1e-9)
-    for i, (a, b) in enumerate(zip(off[:-1], off[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(off)):
         r = edges[a:b]
         if r.size == 0:
             assert origins[ok][i] == shelters[sh[ok][i]]
