@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import os
 import shutil
@@ -84,6 +85,8 @@ __all__ = [
     "write_plan",
     "write_relocation",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Why a household must move (codes in plan.csv) and their Vietnamese labels (summary.json).
 REASONS_TO_MOVE = {
@@ -386,7 +389,8 @@ def _edge_effects(net: RoadNetwork, cells: xr.Dataset | None, opt: PlanOptions
     """Closed edges, travel-time factors and the closures table (hazard + planner)."""
     parts = []
     if cells is not None:
-        parts.append(hazard_edges.hazard_closures(net, cells, landslide=opt.landslide_roads,  # type: ignore[arg-type]
+        landslide = "slow" if opt.landslide_roads == "slow" else "close"
+        parts.append(hazard_edges.hazard_closures(net, cells, landslide=landslide,
                                                   slow_factor=opt.slow_factor))
     if opt.closures_way_ids or opt.closures_polygons:
         parts.append(hazard_edges.planner_closures(net, way_ids=opt.closures_way_ids,
@@ -617,7 +621,8 @@ def _csv(df: pd.DataFrame) -> str:
 def write_plan(plan: EvacuationPlan, folder: Path | str) -> Path:
     """Write an evacuation plan into ``folder`` (replaced as a whole, never half-written).
 
-    Files: ``plan.csv`` (one row per household that must move), ``routes.geojson``
+    Files: ``plan.csv`` (one row per household that must move, reason codes
+    with their Vietnamese text in ``*_vi`` columns), ``routes.geojson``
     (RFC 7946), ``shelters.csv`` (load vs capacity), ``communes.csv``,
     ``assisted.csv``, ``closures.csv`` and ``summary.json``. Times are UTC
     (ISO 8601 ``Z``) with a ``*_local`` column in Asia/Ho_Chi_Minh.
@@ -628,6 +633,9 @@ def write_plan(plan: EvacuationPlan, folder: Path | str) -> Path:
         The folder.
     """
     hh = plan.households[plan.households["must_move"]].drop(columns=["must_move"])
+    hh.insert(hh.columns.get_loc("reason_to_move") + 1, "reason_to_move_vi",
+              hh["reason_to_move"].map(REASONS_TO_MOVE).fillna("").astype("string"))
+    hh["unassigned_reason_vi"] = hh["unassigned_reason"].map(_REASON_LABELS).fillna("").astype("string")
     files = {
         "plan.csv": _csv(hh),
         "routes.geojson": _geojson_text(plan.routes),
@@ -692,6 +700,7 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     if cells is None:
         warns.append("no hazard grid (region without terrain): every household of a commune at level "
                      f">= {opt.level} must move; no road is closed by the hazard")
+        log.warning("evacuation plan: %s", warns[-1])
     else:
         _check_cells(cells)
     missing = sorted(set(hh["commune_code"].astype(str)) - set(_assessment_frame(assessment).index))
