@@ -343,16 +343,22 @@ def test_graphml_round_trip_projection_and_routing(tmp_path, land):
 # ----------------------------------------------------------------------------- contacts
 
 
-def test_two_demo_officials_per_commune(region):
-    ct = region.contacts
+def test_two_demo_officials_per_commune_and_two_province_operators(region):
+    from ewarn.config import AlertSettings
+    from ewarn.demo import OPERATOR_ROLE
+
+    every = region.contacts
+    assert every["demo"].all() and every["phone"].is_unique
+    ops = every[every["role"] == OPERATOR_ROLE]
+    assert len(ops) == 2 and sorted(ops["language"]) == ["en", "vi"]
+    assert OPERATOR_ROLE in AlertSettings().operator_roles
+    ct = every[every["role"] != OPERATOR_ROLE]
     assert len(ct) == 2 * len(region.communes)
     assert (ct.groupby("commune_code").size() == 2).all()
-    assert ct["demo"].all()
     assert (ct["language"] == "vi").all()
     assert (ct.groupby("commune_code")["unaccented"].sum() == 1).all()
     assert (ct.groupby("commune_code")["role"].first() == "Chủ tịch UBND xã").all()
-    assert ct["phone"].is_unique
-    for number in ct["phone"]:
+    for number in every["phone"]:
         parsed = phonenumbers.parse(number)
         assert phonenumbers.is_valid_number(parsed) and parsed.country_code == 84
         assert phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.MOBILE

@@ -242,7 +242,34 @@ def demo(
     _print_cycle(result)
     if "assess" in result.results:
         _print_risk(result.results["assess"])
+    if "alerts" in result.results:
+        _print_alerts(result, ws)
     console.print(f"\nworkspace: [bold]{ws.root}[/]")
+
+
+def _print_alerts(result, ws: Workspace) -> None:
+    """What the alerts stage decided and sent (the demo's file gateway writes outbox/sent.jsonl)."""
+    batch = result.results["alerts"]
+    c = result.counts
+    kinds: dict[str, int] = {}
+    for n in batch.notices:
+        kinds[n.kind] = kinds.get(n.kind, 0) + 1
+    what = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "none"
+    console.print(f"\nSMS: {len(batch.notices)} notice(s) ({what}), {len(batch.summaries)} province "
+                  f"summary(ies) → {c.get('messages_queued', 0)} message(s) queued, "
+                  f"{c.get('messages_sent', 0)} sent through gateway '{ws.settings.alerts.gateway}'")
+    rows = batch.rows
+    if not rows.empty:
+        first = rows.iloc[0]
+        console.print(f"  e.g. to {first['contact_name']} ({first['role']}), "
+                      f"{first['segments']} SMS {first['encoding']}:\n  [italic]{escape(first['body'])}[/]")
+        flat = rows[rows["unaccented"].astype(bool)]
+        if not flat.empty:
+            console.print(f"  không dấu, {flat.iloc[0]['segments']} SMS GSM-7:\n"
+                          f"  [italic]{escape(flat.iloc[0]['body'])}[/]")
+    if result.outputs.get("cap"):
+        feed = result.outputs["cap"] / "feed.atom"
+        console.print(f"  CAP 1.2: {c.get('cap_alerts', 0)} alert(s), feed {feed}")
 
 
 def _print_cycle(result) -> None:

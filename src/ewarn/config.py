@@ -172,7 +172,9 @@ class AlertSettings(_Section):
     operator_roles: list[str] = Field(
         default_factory=lambda: ["province", "operator", "Ban Chỉ huy PCTT tỉnh"],
         description="contact roles that get the per-cycle province summary (and watchdog alerts)")
-    max_attempts: int = Field(8, ge=1, description="attempts per message before it fails")
+    max_attempts: int = Field(40, ge=1, description="attempts per message before it fails (with the "
+                              "default backoff about 5 h of outage; a warning expires at the end of its "
+                              "window anyway)")
     backoff_seconds: float = Field(10.0, gt=0, description="first retry delay, doubled per attempt")
     backoff_max_seconds: float = Field(900.0, gt=0, description="longest retry delay")
     lease_seconds: float = Field(120.0, gt=0, description="a message claimed longer ago than this "

@@ -1185,12 +1185,14 @@ _GIVEN = ("Hùng", "Lan", "Minh", "Tuấn", "Hoa", "Thắng", "Sơn", "Hạnh", 
           "Bình", "Cường", "Thảo", "Khánh", "Long", "Mai")
 #: Roles of the two demo officials of each commune (the second alternates).
 CONTACT_ROLES = ("Chủ tịch UBND xã", ("Trưởng Công an xã", "Chỉ huy trưởng Ban Chỉ huy quân sự xã"))
+#: Role of the province duty officers (one of the default ``[alerts] operator_roles``).
+OPERATOR_ROLE = "Ban Chỉ huy PCTT tỉnh"
 #: Demo phone numbers: Viettel mobile range 098 (valid format for ``phonenumbers``), flagged demo.
 DEMO_PHONE_PREFIX = "+8498"
 
 
 def demo_contacts(seed: int = DEMO_SEED) -> pd.DataFrame:
-    """Two demo officials per commune, with DEMO phone numbers (``demo=True``).
+    """Two demo officials per commune and two province duty officers, with DEMO phone numbers.
 
     The chairman of the commune People's Committee and the head of the
     commune police or military command. Names are synthetic; numbers are
@@ -1210,7 +1212,7 @@ def demo_contacts(seed: int = DEMO_SEED) -> pd.DataFrame:
         rng.integers(0, len(_GIVEN), n), strict=True)]
     numbers = rng.choice(10_000_000, size=n, replace=False)
     roles = [CONTACT_ROLES[0] if i % 2 == 0 else CONTACT_ROLES[1][(i // 2) % 2] for i in range(n)]
-    return pd.DataFrame({
+    officials = pd.DataFrame({
         "commune_code": [c.code for c in COMMUNES for _ in range(2)],
         "name": names,
         "role": roles,
@@ -1219,6 +1221,20 @@ def demo_contacts(seed: int = DEMO_SEED) -> pd.DataFrame:
         "unaccented": [i % 2 == 1 for i in range(n)],
         "demo": True,
     })
+    # two duty officers of the province's disaster-control command: they get the province summary
+    # of each cycle and the service's own incident alerts (settings [alerts] operator_roles)
+    extra = rng.choice(10_000_000, size=2 * n, replace=False)
+    extra = [k for k in extra if k not in set(numbers)][:2]
+    operators = pd.DataFrame({
+        "commune_code": [COMMUNES[0].code] * 2,
+        "name": ["Trực ban PCTT tỉnh (demo)", "Duty officer (demo)"],
+        "role": [OPERATOR_ROLE, OPERATOR_ROLE],
+        "phone": [f"{DEMO_PHONE_PREFIX}{k:07d}" for k in extra],
+        "language": ["vi", "en"],
+        "unaccented": [False, False],
+        "demo": True,
+    })
+    return pd.concat([officials, operators], ignore_index=True)
 
 
 # --------------------------------------------------------------------------- region and storm
