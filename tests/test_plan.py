@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -238,11 +239,15 @@ def test_write_plan_is_all_or_nothing(demo, tmp_path, monkeypatch):
     assert not (folder / "stale.txt").exists() and (folder / "plan.csv").exists()
     before = (folder / "plan.csv").read_bytes()
 
-    def boom(_):
-        raise OSError(28, "No space left on device")
+    real_write = Path.write_text
 
-    monkeypatch.setattr(rplan, "_geojson_text", boom)
-    with pytest.raises(OSError):
+    def disk_full(self, *args, **kwargs):
+        if self.name == "shelters.csv":  # fail half-way through the files
+            raise OSError(28, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(rplan.PlanInputError, match="No space left"):
         rplan.write_plan(demo["plan"], folder)
     assert (folder / "plan.csv").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan"]  # no temporary folder left
@@ -289,3 +294,22 @@ def test_hazard_zone_buffer_in_metres():
     assert near.tolist() == [True, True, False, False]
     # triggered cells: (row, col) = (0, 2), (1, 1), (2, 0); 50 m east is still in cell (1, 1)
     assert slide.tolist() == [True, False, False, True]
+
+
+def test_households_that_cannot_arrive_in_time_keep_their_shelter_and_are_flagged(demo):
+    # planning 30 min after Khánh Hòa's onset - margin: nobody there can arrive in time
+    a = demo["assessment"]
+    onset = pd.Timestamp(a["onset_time"].sel(commune="04342").item()).tz_localize("UTC")
+    now = onset - pd.Timedelta(minutes=30)
+    calm = xr.zeros_like(demo["cells"][["stream_threatened", "landslide_triggered"]])
+    plan = rplan.plan_evacuation(demo["region"], a, demo["cells"], rplan.PlanOptions(now=now.to_pydatetime()),
+                                 network=demo["net"], road_cells=calm)
+    assert plan.start == now
+    kh = plan.households[plan.households["must_move"] & (plan.households["commune_code"] == "04342")]
+    got = kh[kh["shelter_id"].notna()]
+    assert len(got) > 0 and got["late"].all()
+    assert (got["unassigned_reason"] == rplan.LATE).all()
+    assert (got["arrival"] > got["deadline"]).all()
+    assert plan.communes.set_index("commune_code").loc["04342", "late"] == len(got)
+    assert any("before their deadline" in w for w in plan.warnings)
+    assert plan.summary()["unassigned_by_reason"][rplan.LATE]["households"] >= len(got)
