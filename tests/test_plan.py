@@ -16,6 +16,7 @@ from pyproj import Geod
 
 from ewarn.config import RoutingSettings
 from ewarn.demo import build_demo_region, build_demo_storm
+from ewarn.errors import WorkspaceError
 from ewarn.hazard_models import assess_forecast
 from ewarn.hazard_models.cells import hazard_cells
 from ewarn.region import Region
@@ -247,7 +248,7 @@ def test_write_plan_is_all_or_nothing(demo, tmp_path, monkeypatch):
         return real_write(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", disk_full)
-    with pytest.raises(rplan.PlanInputError, match="No space left"):
+    with pytest.raises(WorkspaceError, match="No space left"):
         rplan.write_plan(demo["plan"], folder)
     assert (folder / "plan.csv").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan"]  # no temporary folder left

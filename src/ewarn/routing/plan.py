@@ -64,7 +64,7 @@ from pyproj import Transformer
 from scipy.spatial import cKDTree
 
 from ewarn.config import LOCAL_TZ, RoutingSettings
-from ewarn.errors import EwarnError
+from ewarn.errors import EwarnError, WorkspaceError
 from ewarn.region import Region
 from ewarn.routing import assign as assignment
 from ewarn.routing import hazard_edges, paths
@@ -595,7 +595,7 @@ def _write_folder(folder: Path, files: dict[str, str]) -> Path:
         tmp = parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
     except OSError as exc:
-        raise PlanInputError(f"cannot write the plan to {folder}: {exc.strerror}; choose a writable "
+        raise WorkspaceError(f"cannot write the plan to {folder}: {exc.strerror}; choose a writable "
                              "folder") from None
     try:
         for name, text in files.items():
@@ -609,8 +609,8 @@ def _write_folder(folder: Path, files: dict[str, str]) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise PlanInputError(f"cannot write the plan to {folder}: {exc.strerror}; choose a writable "
-                             "folder") from None
+        raise WorkspaceError(f"cannot write the plan to {folder}: {exc.strerror}; free some space or "
+                             "choose a writable folder (the previous plan is kept)") from None
     return folder
 
 
@@ -631,6 +631,11 @@ def write_plan(plan: EvacuationPlan, folder: Path | str) -> Path:
     -------
     Path
         The folder.
+
+    Raises
+    ------
+    ewarn.errors.WorkspaceError
+        When the folder cannot be written; the previous plan there is kept.
     """
     hh = plan.households[plan.households["must_move"]].drop(columns=["must_move"])
     hh.insert(hh.columns.get_loc("reason_to_move") + 1, "reason_to_move_vi",
@@ -666,10 +671,10 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
         ``onset_time`` (UTC) over ``commune``; attribute
         ``forecast_reference_time`` (the plan start unless ``options.now``).
     cells : xarray.Dataset, optional
-        Hazard grid of the planning window
-        (``ewarn.hazard_models.cells.hazard_cells``); None: no terrain, every
-        household of a commune at the level moves and no road is closed by
-        the hazard (a warning says so).
+        Hazard grid (``ewarn.hazard_models.cells.hazard_cells``) that says
+        who must move (and, without ``road_cells``, which roads close);
+        None: no terrain, every household of a commune at the level moves
+        and no road is closed by the hazard (a warning says so).
     options : PlanOptions, optional
     network : RoadNetwork, optional
         Default :func:`ewarn.routing.graph.region_network` of the region.
@@ -742,8 +747,8 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     onset = pd.DatetimeIndex(mm["onset"].to_numpy()[mv])
     hours = ((onset - start).total_seconds() / 3600.0).to_numpy(np.float64)
     choice, reason, _ = _assign(graph_to, h_node, h_walk, sh_node_ok, sh_walk, people,
-                             sh["capacity"].to_numpy(np.int64) * sh_ok, limit_s, opt.candidate_shelters,
-                             assignment.priority_weight(vuln, hours))
+                                sh["capacity"].to_numpy(np.int64) * sh_ok, limit_s, opt.candidate_shelters,
+                                assignment.priority_weight(vuln, hours))
     reason[~on_road] = _off_road_reason(net, hh["lon"].to_numpy()[mv][~on_road],
                                         hh["lat"].to_numpy()[mv][~on_road], opt.max_snap_m)
 
@@ -789,11 +794,10 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     households = _households_frame(hh, mm, mv, sh, choice, group, travel_s, dist_m, start, dep_s, arr_s,
                                    deadline_s, late, reason)
     shelters = _shelters_frame(sh, sh_excl, households)
-    routes = _routes_frame(net, sh, pairs, offsets, edges, res, road_s, road_m, g_access, pair_of, got,
-                           start)
+    routes = _routes_frame(net, sh, pairs, offsets, edges, res, road_s, road_m, g_access, pair_of, start)
     communes = _communes_frame(region, assessment, opt, households, start)
     assisted = _assisted_frame(region, net, opt, households, sh, sh_node_ok, factor, closed, start)
-    if (late.any()):
+    if late.any():
         warns.append(f"{int(late.sum())} household(s) cannot reach a shelter before their deadline "
                      "(onset - safety margin): send help or an earlier warning")
     return EvacuationPlan(households=households, shelters=shelters, communes=communes, routes=routes,
@@ -891,8 +895,7 @@ def _shelters_frame(sh: pd.DataFrame, excluded: np.ndarray, households: pd.DataF
 
 def _routes_frame(net: RoadNetwork, sh: pd.DataFrame, pairs: np.ndarray, offsets: np.ndarray,
                   edges: np.ndarray, res: sched.ScheduleResult, road_s: np.ndarray, road_m: np.ndarray,
-                  access_s: np.ndarray, pair_of: np.ndarray, got: np.ndarray, start: pd.Timestamp
-                  ) -> gpd.GeoDataFrame:
+                  access_s: np.ndarray, pair_of: np.ndarray, start: pd.Timestamp) -> gpd.GeoDataFrame:
     p = len(pairs)
     sh_id = sh["shelter_id"].to_numpy(dtype=object)
     start_ll = (np.column_stack([net.lon[pairs[:, 0]], net.lat[pairs[:, 0]]]) if p
