@@ -118,10 +118,28 @@ def test_demo_end_to_end(tmp_path):
     archived = list((ws / "forecasts" / "demo").glob("*.nc"))
     assert len(archived) == 1
     assert str(ws) in r.stdout
-    # a second run is idempotent: same archive, the cycle reported unchanged
+    # SMS through the file gateway: Phúc Khánh's officials are warned, in both forms
+    sent = (ws / "outbox" / "sent.jsonl").read_text(encoding="utf-8").splitlines()
+    assert "SMS:" in r.stdout and "CAP 1.2" in r.stdout
+    assert any("Phúc Khánh" in line for line in sent) and any("Phuc Khanh" in line for line in sent)
+    assert (ws / "cap" / "feed.atom").exists()
+    # a second run is idempotent: same archive, the cycle reported unchanged, no SMS sent twice
     r2 = ewarn("demo", "--workspace", str(ws))
     assert r2.returncode == 0, r2.stderr
     assert list((ws / "forecasts" / "demo").glob("*.nc")) == archived
+    assert (ws / "outbox" / "sent.jsonl").read_text(encoding="utf-8").splitlines() == sent
+    r_status = ewarn("alerts", "status", "--workspace", str(ws))
+    assert r_status.returncode == 0, r_status.stderr
+    assert f"sent {len(sent)}" in r_status.stdout and "queued 0" in r_status.stdout
+    assert "+8498" not in r_status.stdout.replace("+8498***", "")  # numbers masked
+    r_prev = ewarn("alerts", "preview", "--now", "2024-09-07T15", "--workspace", str(ws))
+    assert r_prev.returncode == 0, r_prev.stderr
+    # already told: no commune warning again, only the cycle's province summaries, shown as queued
+    assert "2 message(s)" in r_prev.stdout and "warning" not in r_prev.stdout
+    assert r_prev.stdout.count("yes") == 2
+    r_send = ewarn("alerts", "send", "--now", "2024-09-07T15", "--workspace", str(ws))
+    assert r_send.returncode == 0, r_send.stderr
+    assert "0 message(s) queued" in r_send.stdout
     r3 = ewarn("forecasts", "list", "--workspace", str(ws))
     assert r3.returncode == 0
     assert "2024-09-07T12" in r3.stdout
@@ -182,3 +200,33 @@ def test_error_text_with_square_brackets_is_printed_verbatim(tmp_path):
     r = ewarn("forecasts", "list", "--workspace", str(ws))
     assert r.returncode == 2
     assert "(got [1])" in r.stderr  # rich markup must not eat bracketed text
+
+
+@pytest.mark.slow
+def test_contacts_import_refuses_a_bad_file_whole(tmp_path):
+    ws = tmp_path / "ws"
+    assert ewarn("init", str(ws)).returncode == 0
+    from ewarn.demo import build_demo_region
+
+    build_demo_region(ws / "region")
+    before = (ws / "region" / "contacts.csv").read_bytes()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("commune_code,name,role,phone,language,unaccented\n"
+                   "02998,Lò Văn A,Chủ tịch UBND xã,+84912345678,vi,false\n"
+                   "02998,Lò Văn B,Trưởng Công an xã,0912 34,vi,true\n"
+                   "99999,Lò Văn C,Chủ tịch UBND xã,+84912345670,vi,false\n", encoding="utf-8")
+    r = ewarn("contacts", "import", str(bad), "--workspace", str(ws))
+    assert r.returncode == 1
+    assert "nothing was changed" in r.stderr and "row 3" in r.stderr and "phone" in r.stderr
+    assert "99999" in r.stderr
+    assert (ws / "region" / "contacts.csv").read_bytes() == before
+    good = tmp_path / "good.csv"
+    good.write_text("commune_code,name,role,phone,language,unaccented\n"
+                    "02998,Lò Văn A,Chủ tịch UBND xã,0912345678,vi,false\n"
+                    "02947,Jane Duty,Ban Chỉ huy PCTT tỉnh,+84912345679,en,false\n", encoding="utf-8")
+    r = ewarn("contacts", "import", str(good), "--workspace", str(ws))
+    assert r.returncode == 0, r.stderr
+    r = ewarn("contacts", "list", "--workspace", str(ws))
+    assert r.returncode == 0, r.stderr
+    assert "Lò Văn A" in r.stdout and "(operator)" in r.stdout
+    assert "0912345678" not in r.stdout and "+84912345678" not in r.stdout  # stored E.164, shown masked
