@@ -314,3 +314,13 @@ def test_households_that_cannot_arrive_in_time_keep_their_shelter_and_are_flagge
     assert plan.communes.set_index("commune_code").loc["04342", "late"] == len(got)
     assert any("before their deadline" in w for w in plan.warnings)
     assert plan.summary()["unassigned_by_reason"][rplan.LATE]["households"] >= len(got)
+
+
+def test_a_plan_where_nobody_must_move_is_written_empty(demo, tmp_path):
+    plan = rplan.plan_evacuation(demo["region"], demo["assessment"], demo["cells"],
+                                 rplan.PlanOptions(level=5), network=demo["net"])
+    assert not plan.households["must_move"].any() and len(plan.routes) == 0 and len(plan.assisted) == 0
+    folder = rplan.write_plan(plan, tmp_path / "empty")
+    assert json.loads((folder / "routes.geojson").read_text(encoding="utf-8")) == {
+        "type": "FeatureCollection", "features": []}
+    assert json.loads((folder / "summary.json").read_text(encoding="utf-8"))["households_to_move"] == 0

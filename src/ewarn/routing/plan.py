@@ -744,7 +744,7 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     limit_s = opt.max_travel_minutes * 60.0
     people = hh["people"].to_numpy(np.int64)[mv]
     vuln = hh["vulnerable"].to_numpy(np.int64)[mv]
-    onset = pd.DatetimeIndex(mm["onset"].to_numpy()[mv])
+    onset = pd.DatetimeIndex(mm["onset"].iloc[mv])
     hours = ((onset - start).total_seconds() / 3600.0).to_numpy(np.float64)
     choice, reason, _ = _assign(graph_to, h_node, h_walk, sh_node_ok, sh_walk, people,
                                 sh["capacity"].to_numpy(np.int64) * sh_ok, limit_s, opt.candidate_shelters,
