@@ -669,15 +669,12 @@ def assess(forecast: xr.Dataset, region: Region, antecedent: xr.DataArray | None
     out_vars["flash_flood_prone_km2"] = (("commune",), prone, {
         "units": "km2", "long_name": "area of flash-flood-prone channel cells"})
 
-    name_of = dict(zip(communes["code"].astype(str), communes["name"].astype(str), strict=True))
-    prov_of = dict(zip(communes["code"].astype(str), communes["province"].astype(str), strict=True)) \
-        if "province" in communes else {}
     ds = xr.Dataset(
         {k: xr.Variable(*v) for k, v in out_vars.items()},
         coords={"commune": ("commune", codes, {"cf_role": "timeseries_id",
                                                "long_name": "official commune code"}),
-                "commune_name": ("commune", np.asarray([name_of.get(c, "") for c in codes], dtype=str)),
-                "province": ("commune", np.asarray([prov_of.get(c, "") for c in codes], dtype=str)),
+                "commune_name": ("commune", _text_column(communes, "name", codes)),
+                "province": ("commune", _text_column(communes, "province", codes)),
                 "time": ("time", times, {"standard_name": "time", "long_name": "end of the forecast interval "
                                          "(UTC)"})})
     ref_iso = pd.Timestamp(ref).isoformat() + "Z"
@@ -722,6 +719,15 @@ def _trailing_run(wet: np.ndarray) -> np.ndarray:
     n = wet.shape[0]
     dry_after = np.where(~wet, np.arange(n)[:, None], -1).max(axis=0)
     return (n - 1 - dry_after).astype(np.int16)
+
+
+def _text_column(communes: Any, column: str, codes: np.ndarray) -> np.ndarray:
+    """A communes column as str in the order of ``codes`` ("" where absent), without a per-row loop."""
+    if column not in communes:
+        return np.full(codes.size, "", dtype=str)
+    order = pd.Index(communes["code"].astype(str)).get_indexer(codes)
+    values = communes[column].astype(str).to_numpy(dtype=object)
+    return np.asarray(np.where(order >= 0, values[order], ""), dtype=str)
 
 
 def _align(values: np.ndarray, communes: Any, codes: np.ndarray) -> np.ndarray:
