@@ -244,7 +244,27 @@ def demo(
         _print_risk(result.results["assess"])
     if "alerts" in result.results:
         _print_alerts(result, ws)
+    if "plan" in result.results:
+        _print_plan(result.results["plan"], result.outputs["plan"])
     console.print(f"\nworkspace: [bold]{ws.root}[/]")
+
+
+def _print_plan(plan, folder: Path) -> None:
+    """The evacuation plan in a few lines: who moves, who is placed, how long it takes."""
+    s = plan.summary()
+    tt = s["travel_time_minutes"]
+    opt = s["options"]
+    console.print(f"\nSơ tán / evacuation ({opt['mode']}, communes at level ≥ {opt['level']}, hazard zones "
+                  f"only): {s['households_to_move']:,} households ({s['people_to_move']:,} people) must move;"
+                  " "
+                  f"{s['assigned']:,} placed in {s['shelters_used']} shelters "
+                  f"(over capacity: {s['shelters_over_capacity']}), {s['late']} late")
+    if tt.get("mean") is not None:
+        console.print(f"  travel time: mean {tt['mean']:.0f} min, 95 % {tt['p95']:.0f} min, "
+                      f"max {tt['max']:.0f} min; {s['assisted_people']} people need assisted evacuation")
+    for reason, v in s["unassigned_by_reason"].items():
+        console.print(f"  [yellow]not placed[/]: {v['households']} household(s): {escape(v['vi'] or reason)}")
+    console.print(f"  plan: {folder / 'plan.csv'}, routes: {folder / 'routes.geojson'}")
 
 
 def _print_alerts(result, ws: Workspace) -> None:

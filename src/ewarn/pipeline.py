@@ -98,8 +98,8 @@ def _stage_assess(ctx: CycleContext) -> None:
     before = forecasts.antecedent(ctx.workspace, ctx.source, until=ctx.cycle, days=7)
     has_rain = before.rain.size > 0 and bool(before.rain.notnull().any())
     ctx.counts["antecedent_days_missing"] = len(before.gaps)
-    ds = hz.assess(forecast, ctx.region, before.rain if has_rain else None,
-                   cache_dir=ctx.workspace.path("cache"))
+    ctx.results["antecedent"] = before.rain if has_rain else None
+    ds = hz.assess(forecast, ctx.region, ctx.results["antecedent"], cache_dir=ctx.workspace.path("cache"))
     path = ctx.workspace.path("assessments", ctx.source, f"{ctx.cycle:%Y%m%dT%H}.nc")
     hz.write_assessment(ds, path)
     hz.record_assessment(Store.open(ctx.workspace.database_url), ctx.source, ctx.cycle, ds, path)
@@ -152,11 +152,56 @@ def _write_cap(ctx: CycleContext, batch: Any, now: dt.datetime) -> None:
         ctx.outputs["cap"] = folder
 
 
-#: The stages of a cycle, in order. Later rooms append theirs.
+def _stage_plan(ctx: CycleContext) -> None:
+    """Who must move, to which shelter, by which road, when — routing room.
+
+    With terrain, the hazard grid of the whole forecast says which households
+    are in a hazard zone (they move now, even if the threat comes later) and
+    the grid of the planning window (from now) says which roads are closed or
+    slowed; both are written beside the assessment. Outputs go to
+    ``plans/{source}/{cycle}/`` (plan.csv, routes.geojson, shelters.csv,
+    communes.csv, assisted.csv, summary.json).
+    """
+    from ewarn import forecasts
+    from ewarn.hazard_models.cells import hazard_cells, write_cells
+    from ewarn.routing.plan import PlanOptions, plan_evacuation, write_plan
+
+    ws, region = ctx.workspace, ctx.region
+    ds = ctx.results["assess"]
+    start = ctx.now or utcnow()
+    opts = PlanOptions.from_settings(ws.settings.routing, now=start)
+    cells = road_cells = None
+    if region.files.get("terrain") is not None:
+        forecast = forecasts.load_archived(ws, ctx.source, ctx.cycle)
+        ante = ctx.results.get("antecedent")
+        cells = hazard_cells(forecast, region, antecedent=ante, cache_dir=ws.path("cache"))
+        end = start + dt.timedelta(hours=opts.planning_window_hours)
+        road_cells = hazard_cells(forecast, region, antecedent=ante, start=_naive(start), end=_naive(end),
+                                  cache_dir=ws.path("cache"))
+        path = ws.path("assessments", ctx.source, f"{ctx.cycle:%Y%m%dT%H}-cells.nc")
+        write_cells(cells, path)
+        ctx.outputs["hazard_cells"] = path
+    plan = plan_evacuation(region, ds, cells, opts, cache_dir=ws.path("cache", "roads"),
+                           road_cells=road_cells)
+    folder = ws.path("plans", ctx.source, f"{ctx.cycle:%Y%m%dT%H}")
+    write_plan(plan, folder)
+    ctx.results["plan"] = plan
+    ctx.outputs["plan"] = folder
+    summary = plan.summary()
+    for key in ("households_to_move", "people_to_move", "assigned", "unassigned", "late"):
+        ctx.counts[f"plan_{key}"] = int(summary[key])
+
+
+def _naive(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+#: The stages of a cycle, in order.
 STAGES: list[tuple[str, Callable[[CycleContext], None]]] = [
     ("ingest", _stage_ingest),
     ("assess", _stage_assess),
     ("alerts", _stage_alerts),
+    ("plan", _stage_plan),
 ]
 
 
