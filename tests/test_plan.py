@@ -222,12 +222,15 @@ def test_planner_closure_of_a_used_way_reroutes(demo):
 
 
 def test_without_terrain_every_household_of_a_commune_at_the_level_moves(demo):
-    plan = rplan.plan_evacuation(demo["region"], demo["assessment"], None, rplan.PlanOptions(level=3),
-                             network=demo["net"])
+    region = demo["region"]
+    two = replace(region, households=region.households[region.households["commune_code"].isin(
+        [PHUC_KHANH, "03103"])])  # level 3 and level 1 in the demo storm
+    plan = rplan.plan_evacuation(two, demo["assessment"], None, rplan.PlanOptions(level=3),
+                                 network=demo["net"])
     lvl = demo["assessment"]["level_max"].to_series()
+    assert (lvl[PHUC_KHANH], lvl["03103"]) == (3, 1)
     hh = plan.households
-    at = hh["commune_code"].map(lambda c: lvl.get(c, 0) >= 3)
-    assert (hh["must_move"] == at).all()
+    assert (hh["must_move"] == (hh["commune_code"] == PHUC_KHANH)).all()
     assert set(hh.loc[hh["must_move"], "reason_to_move"]) == {"commune_level"}
     assert any("no hazard grid" in w for w in plan.warnings)
 
@@ -303,7 +306,9 @@ def test_households_that_cannot_arrive_in_time_keep_their_shelter_and_are_flagge
     onset = pd.Timestamp(a["onset_time"].sel(commune="04342").item()).tz_localize("UTC")
     now = onset - pd.Timedelta(minutes=30)
     calm = xr.zeros_like(demo["cells"][["stream_threatened", "landslide_triggered"]])
-    plan = rplan.plan_evacuation(demo["region"], a, demo["cells"], rplan.PlanOptions(now=now.to_pydatetime()),
+    region = demo["region"]
+    kh = replace(region, households=region.households[region.households["commune_code"] == "04342"])
+    plan = rplan.plan_evacuation(kh, a, demo["cells"], rplan.PlanOptions(now=now.to_pydatetime()),
                                  network=demo["net"], road_cells=calm)
     assert plan.start == now
     kh = plan.households[plan.households["must_move"] & (plan.households["commune_code"] == "04342")]
