@@ -468,6 +468,72 @@ def risk_show(
         _print_risk(ds.load(), min_level=min_level)
 
 
+@app.command()
+def plan(
+    source: Annotated[str | None, typer.Option(help="only this source [default: latest of any]")] = None,
+    cycle: Annotated[str | None, typer.Option(help="cycle, UTC [default: latest]")] = None,
+    mode: Annotated[str | None, typer.Option(help="walk | motorbike | car [default: [routing] mode]")] = None,
+    level: Annotated[int | None, typer.Option(
+        help="communes at this level or above evacuate their hazard zones [default: [routing] "
+             "evacuation_level]")] = None,
+    now: Annotated[str | None, typer.Option(
+        help="plan from this time, UTC (to replay a past event) [default: the clock]")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Evacuation plan of an assessed cycle: who moves, to which shelter, by which road, when."""
+    import pandas as pd
+    import xarray as xr
+
+    from ewarn import forecasts
+    from ewarn.pipeline import plan_cycle
+    from ewarn.region import Region
+
+    ws = _ws(workspace)
+    path, label = _assessment_path(ws, source, cycle)
+    overrides = {k: v for k, v in (("mode", mode), ("level", level)) if v is not None}
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    src = str(ds.attrs.get("source", source or ""))
+    ref = pd.Timestamp(ds.attrs["forecast_reference_time"])
+    cyc = (ref.tz_convert("UTC") if ref.tzinfo else ref.tz_localize("UTC")).to_pydatetime()
+    before = forecasts.antecedent(ws, src, until=cyc, days=7)
+    ante = before.rain if before.rain.size > 0 and bool(before.rain.notnull().any()) else None
+    with console.status(f"planning the evacuation for {label}…"):
+        result, folder = plan_cycle(ws, Region.load(ws.region_dir), src, cyc, ds, now=_now_option(now),
+                                    antecedent=ante, **overrides)
+    _print_plan(result, folder)
+
+
+@app.command()
+def relocation(
+    sites: Annotated[Path | None, typer.Option(
+        help="resettlement sites CSV (site_id, name, lon, lat, capacity) [default: the region's shelters "
+             "of kind 'resettlement']")] = None,
+    mode: Annotated[str | None, typer.Option(help="walk | motorbike | car [default: [routing] mode]")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Households on very-high landslide susceptibility ground, and the resettlement site for each."""
+    import pandas as pd
+
+    from ewarn.region import Region
+    from ewarn.routing.plan import PlanOptions, permanent_relocation, write_relocation
+
+    ws = _ws(workspace)
+    table = None
+    if sites is not None:
+        if not sites.exists():
+            raise EwarnError(f"{sites}: file not found; give a CSV with site_id, name, lon, lat, capacity")
+        table = pd.read_csv(sites, dtype={"site_id": str, "name": str})
+    opts = PlanOptions.from_settings(ws.settings.routing, **({"mode": mode} if mode else {}))
+    with console.status("finding the households on very-high susceptibility ground…"):
+        result = permanent_relocation(Region.load(ws.region_dir), sites=table, options=opts,
+                                      cache_dir=ws.path("cache", "roads"), terrain_cache_dir=ws.path("cache"))
+    folder = write_relocation(result, ws.path("plans", "relocation"))
+    s = result.summary()
+    console.print_json(data={k: v for k, v in s.items() if not isinstance(v, list)})
+    console.print(f"relocation plan: {folder}")
+
+
 def _now_option(value: str | None) -> dt.datetime:
     from ewarn.store import utcnow
 

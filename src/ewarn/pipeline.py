@@ -152,39 +152,49 @@ def _write_cap(ctx: CycleContext, batch: Any, now: dt.datetime) -> None:
         ctx.outputs["cap"] = folder
 
 
-def _stage_plan(ctx: CycleContext) -> None:
-    """Who must move, to which shelter, by which road, when — routing room.
+def plan_cycle(workspace: Workspace, region: Region, source: str, cycle: dt.datetime, assessment: Any, *,
+               now: dt.datetime | None = None, antecedent: Any = None, **overrides: Any) -> tuple[Any, Path]:
+    """Plan the evacuation for an assessed cycle and write it to ``plans/{source}/{cycle}/``.
 
     With terrain, the hazard grid of the whole forecast says which households
     are in a hazard zone (they move now, even if the threat comes later) and
-    the grid of the planning window (from now) says which roads are closed or
-    slowed; both are written beside the assessment. Outputs go to
-    ``plans/{source}/{cycle}/`` (plan.csv, routes.geojson, shelters.csv,
-    communes.csv, assisted.csv, summary.json).
+    the grid of the planning window (from ``now``) says which roads are closed
+    or slowed; the first is written beside the assessment
+    (``{cycle}-cells.nc``). ``overrides`` replace ``[routing]`` settings
+    (e.g. ``mode="walk"``).
+
+    Returns
+    -------
+    (EvacuationPlan, Path)
+        The plan and its folder (plan.csv, routes.geojson, shelters.csv,
+        communes.csv, assisted.csv, closures.csv, summary.json).
     """
     from ewarn import forecasts
     from ewarn.hazard_models.cells import hazard_cells, write_cells
     from ewarn.routing.plan import PlanOptions, plan_evacuation, write_plan
 
-    ws, region = ctx.workspace, ctx.region
-    ds = ctx.results["assess"]
-    start = ctx.now or utcnow()
-    opts = PlanOptions.from_settings(ws.settings.routing, now=start)
+    start = now or utcnow()
+    opts = PlanOptions.from_settings(workspace.settings.routing, now=start, **overrides)
     cells = road_cells = None
     if region.files.get("terrain") is not None:
-        forecast = forecasts.load_archived(ws, ctx.source, ctx.cycle)
-        ante = ctx.results.get("antecedent")
-        cells = hazard_cells(forecast, region, antecedent=ante, cache_dir=ws.path("cache"))
+        forecast = forecasts.load_archived(workspace, source, cycle)
+        cache = workspace.path("cache")
+        cells = hazard_cells(forecast, region, antecedent=antecedent, cache_dir=cache)
         end = start + dt.timedelta(hours=opts.planning_window_hours)
-        road_cells = hazard_cells(forecast, region, antecedent=ante, start=_naive(start), end=_naive(end),
-                                  cache_dir=ws.path("cache"))
-        path = ws.path("assessments", ctx.source, f"{ctx.cycle:%Y%m%dT%H}-cells.nc")
-        write_cells(cells, path)
-        ctx.outputs["hazard_cells"] = path
-    plan = plan_evacuation(region, ds, cells, opts, cache_dir=ws.path("cache", "roads"),
+        road_cells = hazard_cells(forecast, region, antecedent=antecedent, start=_naive(start),
+                                  end=_naive(end), cache_dir=cache)
+        write_cells(cells, workspace.path("assessments", source, f"{cycle:%Y%m%dT%H}-cells.nc"))
+    plan = plan_evacuation(region, assessment, cells, opts, cache_dir=workspace.path("cache", "roads"),
                            road_cells=road_cells)
-    folder = ws.path("plans", ctx.source, f"{ctx.cycle:%Y%m%dT%H}")
+    folder = workspace.path("plans", source, f"{cycle:%Y%m%dT%H}")
     write_plan(plan, folder)
+    return plan, folder
+
+
+def _stage_plan(ctx: CycleContext) -> None:
+    """Who must move, to which shelter, by which road, when — routing room (:func:`plan_cycle`)."""
+    plan, folder = plan_cycle(ctx.workspace, ctx.region, ctx.source, ctx.cycle, ctx.results["assess"],
+                              now=ctx.now, antecedent=ctx.results.get("antecedent"))
     ctx.results["plan"] = plan
     ctx.outputs["plan"] = folder
     summary = plan.summary()
