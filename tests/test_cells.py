@@ -113,6 +113,9 @@ def test_window_restricts_the_maximum(region):
     after = C.hazard_cells(fc, region, start=times[15])
     assert not after["stream_threatened"].values.any()
     assert np.nanmax(after["ffg_ratio_max"].values) == 0.0
+    # the interval holding ``end`` counts: 08:30 is inside the one ending 09:00
+    half = C.hazard_cells(fc, region, start="2024-09-08T07:00", end="2024-09-08T08:30")
+    assert half.attrs["end"] == "2024-09-08T09:00:00Z"
     # a tz-aware bound is converted to UTC (07:00+07:00 = 00:00Z: the start of the forecast)
     whole = C.hazard_cells(fc, region, start="2024-09-08T07:00+07:00")
     assert whole.attrs["start"] == "2024-09-08T01:00:00Z"

@@ -147,10 +147,12 @@ def hazard_cells(
         the 5-day rain of the FFG curve number and the LHASA antecedent
         index. Without it the ground is assumed dry (a lower bound).
     start, end : str, datetime or numpy.datetime64, optional
-        The window (UTC when naive): the forecast times (interval ends) ``t``
-        with ``start <= t <= end``; default the whole forecast. The rain
-        windows ending in it still look back before ``start`` (a 6 h
-        window ending at ``start`` holds the 6 h before it).
+        The window (UTC when naive): the forecast intervals ``(t - step, t]``
+        with ``t >= start`` and ``t - step < end`` (those ending at or after
+        ``start`` and beginning before ``end``, so the interval holding
+        ``end`` counts); default the whole forecast. The rain windows ending
+        in it still look back before ``start`` (a 6 h window ending at
+        ``start`` holds the 6 h before it).
     options : CellOptions, optional
     cache_dir : Path, optional
         Workspace cache folder: terrain derivatives in ``terrain/``
@@ -202,11 +204,12 @@ def hazard_cells(
     t0, t1 = _bound(start, "start"), _bound(end, "end")
     if t0 is not None and t1 is not None and t0 > t1:
         raise HazardCellsError(f"hazard_cells: start {_iso(t0)} is after end {_iso(t1)}; swap them")
+    # intervals (t - step, t] ending at or after start and beginning before end (the one holding end)
     inside = np.ones(times.size, bool)
     if t0 is not None:
         inside &= times >= t0
     if t1 is not None:
-        inside &= times <= t1
+        inside &= (times - np.timedelta64(round(step * 3600), "s")) < t1
     if not inside.any():
         raise HazardCellsError(
             f"hazard_cells: the window {_iso(t0) if t0 is not None else '…'} – "
