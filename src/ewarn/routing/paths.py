@@ -70,7 +70,7 @@ _GROWTH = 2.0
 
 #: First search radius of :func:`shelter_costs` in units of ``sqrt(k) * median time to the nearest
 #: shelter`` (tuned on the synthetic province of benchmarks/bench_routing.py; speed only).
-_START = 1.5
+_START = 1.2
 
 
 class RoutingInputError(EwarnError):
@@ -296,7 +296,7 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
         float ``(s,)`` time added to every trip to a shelter [s] (the walk from its
         road node to its door); counted in the ranking and the limit.
     start_s : float, optional
-        First search radius [s]; by default ``1.5 √k · median(time to the nearest
+        First search radius [s]; by default ``1.2 √k · median(time to the nearest
         shelter)`` over the origins (in 2-D the number of shelters within a radius
         grows as its square).
     effort : float
