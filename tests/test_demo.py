@@ -229,9 +229,21 @@ def test_a_lang_nu_like_hamlet_sits_on_a_stream_bank_under_a_steep_slope(region,
 # ----------------------------------------------------------------------------- shelters
 
 
+def test_resettlement_sites_on_gentle_dry_ground(region, grid):
+    sites = region.shelters[region.shelters["kind"] == "resettlement"]
+    assert list(sites["shelter_id"]) == ["TDC-02998", "TDC-02947", "TDC-04342"]
+    assert sites["name"].str.startswith("Khu tái định cư xã ").all()
+    r, c = _cell(grid, sites["lon"], sites["lat"])
+    assert (grid["slope"][r, c] < 10.0).all()
+    streams = grid["upa"] >= 2.0
+    to_stream = ndimage.distance_transform_edt(~streams, sampling=(grid["dy"], grid["dx"]))
+    assert (to_stream[r, c] >= 200.0).all()
+
+
 def test_shelters_per_commune_names_and_safer_ground(region, grid):
     sh = region.shelters
     assert sh["shelter_id"].is_unique
+    sh = sh[sh["kind"] != "resettlement"]
     per = sh["shelter_id"].str[3:8].value_counts()
     assert set(per.index) == set(region.communes["code"])
     assert per.between(2, 4).all()

@@ -942,6 +942,49 @@ def demo_shelters(land: DemoLandscape, hamlets: pd.DataFrame, households: pd.Dat
     return sh[["shelter_id", "name", "lon", "lat", "capacity", "kind", "commune_code"]]
 
 
+#: Communes that get a planned resettlement site (khu tái định cư) and its capacity [people].
+RESETTLEMENT_SITES = (("02998", 150), ("02947", 150), ("04342", 120))
+
+
+def demo_resettlement_sites(land: DemoLandscape, shelters: pd.DataFrame,
+                            seed: int = DEMO_SEED) -> pd.DataFrame:
+    """Planned resettlement sites (kind ``resettlement``) for permanent relocation.
+
+    On the gentlest, driest ground of the commune: slope < 8°, 40–250 m
+    above the valley floor, at least 300 m from any stream and 400 m from
+    the commune's shelters (Decree 06/2024 style "safe place" siting is not
+    modelled; this is a demo choice). Not used as evacuation shelters.
+
+    Returns
+    -------
+    DataFrame
+        Same columns as :func:`demo_shelters` (``shelter_id`` "TDC-02998").
+    """
+    glon, glat = np.meshgrid(land.lon, land.lat)
+    label = commune_of(glon, glat)
+    codes = [c.code for c in COMMUNES]
+    rows = []
+    for code, capacity in RESETTLEMENT_SITES:
+        c = codes.index(code)
+        ok = ((label == c) & (land.slope < 8.0) & (land.height >= 40.0) & (land.height <= 250.0)
+              & (land.dist >= 300.0))
+        r_, c_ = np.nonzero(ok)
+        if r_.size == 0:  # pragma: no cover - the synthetic terrain has terraces in these communes
+            raise RuntimeError(f"no ground for a resettlement site in {COMMUNES[c].name}")
+        px, py = _to_xy(land.lon[c_], land.lat[r_])
+        mine = shelters[shelters["commune_code"] == code]
+        sx, sy = _to_xy(mine["lon"].to_numpy(), mine["lat"].to_numpy())
+        far = np.min(np.hypot(px[:, None] - sx[None, :], py[:, None] - sy[None, :]), axis=1) >= 400.0
+        cx, cy = np.median(px), np.median(py)
+        score = np.where(far, land.slope[r_, c_] + np.hypot(px - cx, py - cy) / 500.0, np.inf)
+        j = int(np.argmin(score))
+        lon, lat = _to_lonlat(np.array([px[j]]), np.array([py[j]]))
+        rows.append({"shelter_id": f"TDC-{code}", "name": f"Khu tái định cư xã {COMMUNES[c].name}",
+                     "lon": round(float(lon[0]), 6), "lat": round(float(lat[0]), 6), "capacity": capacity,
+                     "kind": "resettlement", "commune_code": code})
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- roads
 
 #: Roads run this far from the stream, on the valley floor (at most) [m].
@@ -1269,6 +1312,7 @@ def build_demo_region(dest: Path, seed: int = DEMO_SEED, *, overwrite: bool = Fa
     hamlets = demo_hamlets(land, seed)
     households = demo_households(land, hamlets, seed)
     shelters = demo_shelters(land, hamlets, households, seed)
+    shelters = pd.concat([shelters, demo_resettlement_sites(land, shelters, seed)], ignore_index=True)
     roads = demo_roads(land, hamlets, shelters, seed)
     legacy = dict(zip(communes["code"], communes["legacy_province"], strict=True))
     return write_region(

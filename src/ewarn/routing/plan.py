@@ -721,8 +721,10 @@ def plan_evacuation(region: Region, assessment: xr.Dataset, cells: xr.Dataset | 
     usable = paths.usable_nodes(graph_to)
     walk_kmh = _walk_kmh()
 
-    # shelters: not in a hazard zone, snapped to a usable node
-    sh = region.shelters.reset_index(drop=True)
+    # shelters: not in a hazard zone, snapped to a usable node; resettlement sites (permanent
+    # relocation, possibly not built yet) are not evacuation shelters
+    sh = region.shelters
+    sh = sh[sh["kind"].astype(str) != "resettlement"].reset_index(drop=True)
     sh_excl = np.full(len(sh), "", dtype=object)
     if cells is not None and len(sh):
         s_near, s_slide = hazard_zone(sh["lon"].to_numpy(), sh["lat"].to_numpy(), cells,
