@@ -816,15 +816,19 @@ def _terrain_rain(precip: xr.DataArray, ante: xr.DataArray | None, derived: xr.D
     return fine, ante5, ari
 
 
-def _landslide_cells(fine: xr.DataArray, ari: xr.DataArray | None, derived: xr.Dataset, step: float
-                     ) -> xr.Dataset:
+def _landslide_cells(fine: xr.DataArray, ari: xr.DataArray | None, derived: xr.Dataset, step: float,
+                     keep: np.ndarray | None = None) -> xr.Dataset:
     """The landslide model per terrain cell and time (:func:`ewarn.hazard_models.landslide.landslide_hazard`).
 
     Accumulations over 1, 3, 6, 12, 24 h and the table's recharge window
-    (``tables/landslide.toml``) of the terrain-grid rain of :func:`_terrain_rain`.
+    (``tables/landslide.toml``) of the terrain-grid rain of :func:`_terrain_rain`;
+    ``keep`` (bool per time) runs the model on those times only (each time's
+    class depends only on the windows ending then).
     """
     p = landslide.landslide_parameters()
     acc = rainfall.accumulations(fine, sorted({1, 3, 6, 12, 24, int(p.slope.recharge_window_h)}), step)
+    if keep is not None:
+        acc = acc.isel(time=np.flatnonzero(keep))
     return landslide.landslide_hazard(derived, acc, ari=ari, params=p)
 
 

@@ -238,8 +238,8 @@ def hazard_cells(
 
     # landslide class on the terrain grid, max over the window
     fine, _, ari = _terrain_rain(precip, ante, derived, members)
-    haz = _landslide_cells(fine, ari, derived, step)
-    index = np.asarray(haz["index"].transpose("time", "latitude", "longitude").values)[inside].max(axis=0)
+    haz = _landslide_cells(fine, ari, derived, step, keep=inside)
+    index = np.asarray(haz["index"].transpose("time", "latitude", "longitude").values).max(axis=0)
     sus = np.asarray(derived["susceptibility"].values, dtype=np.int8)
     index_max = np.where(sus > 0, index, np.nan).astype(np.float32)
 
