@@ -441,6 +441,7 @@ def test_test_message_is_queued_for_the_dispatcher(demo_ws):
     row = _message(demo_ws, id=body["id"])
     assert row["kind"] == "test" and row["status"] == "queued" and row["recipient"] == "+84912345678"
     assert "Tin nhắn thử nghiệm" in row["body"] and "00:00 08/09/2024" in row["body"]  # NOW, Vietnam time
+    assert row["segments"] == 1 and row["encoding"] == "UCS-2"
     again = client.post("/api/operator/test-message", json={"to": "+84912345678", "body": "thử"},
                         headers=AUTH)
     assert again.status_code == 202 and again.json()["key"] != body["key"]  # one row per request

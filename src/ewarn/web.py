@@ -326,8 +326,7 @@ def _test_text(sender: str, language: str, now: dt.datetime) -> str:
     if language == "en":
         return (f"[{sender}] Test message sent at {when} (Vietnam time) from the flash flood and landslide "
                 "warning system. No reply needed.")
-    return (f"[{sender}] Tin nhắn thử nghiệm lúc {when} (giờ Việt Nam) từ hệ thống cảnh báo lũ quét, "
-            "sạt lở đất. Không cần trả lời.")
+    return f"[{sender}] Tin nhắn thử nghiệm lúc {when}. Không cần trả lời."  # one UCS-2 segment
 
 
 # --------------------------------------------------------------------------- data for the pages
@@ -616,7 +615,8 @@ def _webhook_routes(app: FastAPI) -> None:
             raise HTTPException(400, str(exc)) from None
         final = _TWILIO_DELIVERY.get(status)
         if final is not None:
-            await run_in_threadpool(mark_delivery, state.store(), sid, final, error_code, now=state.clock())
+            await run_in_threadpool(lambda: mark_delivery(state.store(), sid, final, error_code,
+                                                          now=state.clock()))
         return Response(status_code=204)
 
 
