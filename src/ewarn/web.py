@@ -55,6 +55,7 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import jinja2
+import numpy as np
 import pandas as pd
 import phonenumbers
 import shapely
@@ -101,6 +102,8 @@ GEOJSON_MEDIA_TYPE = "application/geo+json"
 
 _TEMPLATES = Path(__file__).with_name("templates_web")
 _DB_DOWN = "the workspace database cannot be read; see the service log and check [workspace] database_url"
+#: Twilio MessageStatus values that end a message (Twilio Messages resource, "Message status values");
+#: "read" (WhatsApp/RCS) implies delivered. Other values (queued, sending, sent...) change nothing.
 _TWILIO_DELIVERY = {"delivered": "delivered", "read": "delivered", "undelivered": "undelivered",
                     "failed": "failed"}
 
@@ -368,12 +371,12 @@ def _assessment_frame(state: _State, source: str | None) -> pd.DataFrame:
 def _commune_properties(df: pd.DataFrame) -> pd.DataFrame:
     """Per-commune properties of the API: the summary columns plus the level's names and colour."""
     props = df.drop(columns=["source", "cycle", "path"])
-    lv = props["level_max"].astype(int).clip(0, max(LEVELS))
-    props.insert(props.columns.get_loc("level_max") + 1, "level_name_vi", lv.map(lambda v: LEVELS[v].name_vi))
-    props.insert(props.columns.get_loc("level_name_vi") + 1, "level_name_en",
-                 lv.map(lambda v: LEVELS[v].name_en))
-    props.insert(props.columns.get_loc("level_name_en") + 1, "level_colour",
-                 lv.map(lambda v: LEVELS[v].colour_hex))
+    lv = props["level_max"].astype(int).clip(0, max(LEVELS)).to_numpy()
+    at = props.columns.get_loc("level_max") + 1
+    for i, (column, attr) in enumerate((("level_name_vi", "name_vi"), ("level_name_en", "name_en"),
+                                        ("level_colour", "colour_hex"))):
+        lookup = np.array([getattr(LEVELS[k], attr) for k in range(max(LEVELS) + 1)], dtype=object)
+        props.insert(at + i, column, lookup[lv])
     return props
 
 
