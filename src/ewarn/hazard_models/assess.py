@@ -64,7 +64,7 @@ from ewarn import __version__
 from ewarn.errors import EwarnError
 from ewarn.hazard_models import flash_flood, landslide, levels, rainfall
 from ewarn.hazard_models.tables import TABLES_DIR, TableReader, load_cached
-from ewarn.hazard_models.zonal import CommuneGrid
+from ewarn.hazard_models.zonal import CommuneGrid, _cells_major_blocks
 from ewarn.region import Region
 from ewarn.store import Store, metadata, utcnow
 
@@ -190,32 +190,22 @@ def _assess_parameters(path: Path) -> AssessParameters:
 # --------------------------------------------------------------------------- zonal kernels
 
 
-#: Leading rows (time steps, members × times) per sparse product of :func:`_zonal_mean_kernel`.
-ZONAL_BLOCK_ROWS = 8
-
-
 def _zonal_mean_kernel(x: np.ndarray, w: sp.csr_matrix) -> np.ndarray:
     """``W @ x`` over the flattened last two dims of ``x`` (leading dims kept), float64 out.
 
     ``W`` has the input's float precision (float32 weights for a float32
     forecast: scipy then multiplies without upcasting a copy of the field;
     relative error ~1e-6 for communes of 100s of cells, far below the 0.1 mm
-    resolution of rain forecasts).
-
-    Cost: scipy's CSR × dense kernel wants the field cells-major ``(cells,
-    lead)``, and transposing a whole time-major national field in one go
-    (strided writes, one cache line per value) took 3/4 of the product. The
-    field is therefore transposed :data:`ZONAL_BLOCK_ROWS` leading rows at
-    a time (``(cells, 8)``: each cell's 8 values fill half a cache line) and
-    multiplied block by block — the same sums in the same order, so the
-    same numbers, 2-3x faster (benchmarks/bench_hazard.py).
+    resolution of rain forecasts). scipy's CSR × dense kernel wants the field
+    cells-major: it is transposed a few rows at a time
+    (:func:`ewarn.hazard_models.zonal._cells_major_blocks`; transposing a
+    whole time-major national field at once took 3/4 of the product).
     """
     lead = x.shape[:-2]
     flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
     out = np.empty((flat.shape[0], w.shape[0]), np.float64)
-    for i in range(0, flat.shape[0], ZONAL_BLOCK_ROWS):  # a few blocks of rows, each one sparse product
-        block = np.ascontiguousarray(flat[i:i + ZONAL_BLOCK_ROWS].T)
-        out[i:i + ZONAL_BLOCK_ROWS] = (w @ block).T
+    for rows, block in _cells_major_blocks(flat):
+        out[rows] = (w @ block).T
     return out.reshape(*lead, w.shape[0])
 
 
