@@ -123,6 +123,11 @@ def test_demo_end_to_end(tmp_path):
     assert "SMS:" in r.stdout and "CAP 1.2" in r.stdout
     assert any("Phúc Khánh" in line for line in sent) and any("Phuc Khanh" in line for line in sent)
     assert (ws / "cap" / "feed.atom").exists()
+    # the evacuation plan of the cycle
+    plan_dir = ws / "plans" / "demo" / "20240907T12"
+    assert "must move" in r.stdout and (plan_dir / "plan.csv").exists()
+    assert (plan_dir / "routes.geojson").exists()
+    assert (ws / "assessments" / "demo" / "20240907T12-cells.nc").exists()
     # a second run is idempotent: same archive, the cycle reported unchanged, no SMS sent twice
     r2 = ewarn("demo", "--workspace", str(ws))
     assert r2.returncode == 0, r2.stderr
@@ -140,6 +145,12 @@ def test_demo_end_to_end(tmp_path):
     r_send = ewarn("alerts", "send", "--now", "2024-09-07T15", "--workspace", str(ws))
     assert r_send.returncode == 0, r_send.stderr
     assert "0 message(s) queued" in r_send.stdout
+    r_plan = ewarn("plan", "--mode", "walk", "--now", "2024-09-07T15", "--workspace", str(ws))
+    assert r_plan.returncode == 0, r_plan.stderr
+    assert "evacuation (walk" in r_plan.stdout
+    r_rel = ewarn("relocation", "--workspace", str(ws))
+    assert r_rel.returncode == 0, r_rel.stderr
+    assert '"unassigned": 0' in r_rel.stdout and (ws / "plans" / "relocation").is_dir()
     r3 = ewarn("forecasts", "list", "--workspace", str(ws))
     assert r3.returncode == 0
     assert "2024-09-07T12" in r3.stdout
