@@ -240,6 +240,13 @@ def demo(
             progress=lambda step: status.update(f"cycle: {step}…"),
         )
     _print_cycle(result)
+    if result.status == "unchanged":
+        import xarray as xr
+
+        console.print("  this cycle was already run to the end: nothing re-assessed, nothing re-sent "
+                      "(see 'ewarn risk show', 'ewarn alerts status', 'ewarn plan')")
+        with xr.open_dataset(ws.path("assessments", result.source, f"{result.cycle:%Y%m%dT%H}.nc")) as ds:
+            _print_risk(ds.load())
     if "assess" in result.results:
         _print_risk(result.results["assess"])
     if "alerts" in result.results:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 
 from ewarn.config import Workspace
 from ewarn.errors import EwarnError
@@ -284,6 +284,11 @@ def run_cycle(
             log.info("cycle %s/%s: %s", source, cycle or "latest", step)
             fn(ctx)
             done.append(step)
+            if step == "ingest" and stages is None and not force and _already_done(store, ctx, run_id):
+                log.info("cycle %s %s was already run to the end: nothing to do", source, ctx.cycle)
+                _finish(store, run_id, ctx, "unchanged", step, "the cycle was already run to the end")
+                return CycleResult(run_id, source, ctx.cycle, "unchanged", done, ctx.outputs, ctx.counts,
+                                   ctx.results)
     except EwarnError as exc:
         _finish(store, run_id, ctx, "failed", step, str(exc))
         raise PipelineError(f"cycle of source '{source}' failed at step '{step}': {exc}") from exc
@@ -292,6 +297,24 @@ def run_cycle(
         raise
     _finish(store, run_id, ctx, "ok", done[-1] if done else "", "")
     return CycleResult(run_id, source, ctx.cycle, "ok", done, ctx.outputs, ctx.counts, ctx.results)
+
+
+def _already_done(store: Store, ctx: CycleContext, run_id: int) -> bool:
+    """Whether this (source, cycle) already ran every stage, with an unchanged forecast.
+
+    A cycle is idempotent: the same forecast file dropped again, or the
+    scheduler polling a source whose newest cycle was processed, changes
+    nothing and sends nothing. A run killed part-way has no ``ok`` row, so
+    the cycle runs again (the outbox's keys keep its messages single).
+    """
+    if ctx.forecast is None or ctx.forecast.status != "unchanged":
+        return False
+    last = STAGES[-1][0]
+    with store.engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(runs).where(
+            runs.c.source == ctx.source, runs.c.cycle == ctx.cycle, runs.c.status == "ok",
+            runs.c.step == last, runs.c.id != run_id)).scalar()
+    return bool(n)
 
 
 def _finish(store: Store, run_id: int, ctx: CycleContext, status: str, step: str, msg: str) -> None:
