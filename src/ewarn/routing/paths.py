@@ -70,7 +70,7 @@ _GROWTH = 2.0
 
 #: First search radius of :func:`shelter_costs` in units of ``sqrt(k) * median time to the nearest
 #: shelter`` (tuned on the synthetic province of benchmarks/bench_routing.py; speed only).
-_START = 1.2
+_START = 1.0
 
 
 class RoutingInputError(EwarnError):
@@ -264,9 +264,9 @@ def _nearest(g: sp.csr_matrix, sh_nodes: np.ndarray, sh_off: np.ndarray, limit: 
     offsets as stored edges; it is taken off again).
     """
     n, m = g.shape[0], sh_nodes.size
-    coo = g.tocoo()
-    aug = sp.csr_matrix((np.r_[coo.data, 1.0 + sh_off], (np.r_[coo.row, n + np.arange(m)],
-                                                         np.r_[coo.col, sh_nodes])), shape=(n + m, n + m))
+    # rows n..n+m-1 appended to the CSR arrays directly (one entry each; no re-sort)
+    aug = sp.csr_matrix((np.r_[g.data, 1.0 + sh_off], np.r_[g.indices, sh_nodes],
+                         np.r_[g.indptr, g.indptr[-1] + np.arange(1, m + 1)]), shape=(n + m, n + m))
     d, _, src = dijkstra(aug, directed=True, indices=n + np.arange(m), min_only=True, limit=limit + 1.0,
                          return_predecessors=True)
     d, src = d[:n] - 1.0, src[:n]
@@ -296,7 +296,7 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
         float ``(s,)`` time added to every trip to a shelter [s] (the walk from its
         road node to its door); counted in the ranking and the limit.
     start_s : float, optional
-        First search radius [s]; by default ``1.2 √k · median(time to the nearest
+        First search radius [s]; by default ``√k · median(time to the nearest
         shelter)`` over the origins (in 2-D the number of shelters within a radius
         grows as its square).
     effort : float
@@ -348,11 +348,17 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
         return Candidates(out_s, out_t, out_r, np.ones(n_orig, dtype=bool))
     sh_nodes, sh_off = shelter_nodes[sh_ok], off[sh_ok]
 
-    # nearest shelter of every origin: one multi-source search. Origins that reach none within the
-    # limit are done (empty rows); the others give the first search radius.
-    d1, near1 = _nearest(g, sh_nodes, sh_off, limit_s)
-    d1, near1 = d1[uo], near1[uo]
-    todo = np.flatnonzero(np.isfinite(d1))
+    if uo.size < sh_ok.size and not np.isfinite(effort):
+        # a few origins searched to the limit anyway (e.g. widening): no whole-graph search first
+        d1, near1 = np.full(uo.size, np.inf), np.full(uo.size, -1, dtype=np.int64)
+        todo = np.arange(uo.size)
+        start_s = limit_s / 4 if start_s is None else start_s
+    else:
+        # nearest shelter of every origin: one multi-source search. Origins that reach none within
+        # the limit are done (empty rows); the others give the first search radius.
+        d1, near1 = _nearest(g, sh_nodes, sh_off, limit_s)
+        d1, near1 = d1[uo], near1[uo]
+        todo = np.flatnonzero(np.isfinite(d1))
     if start_s is None:
         start_s = _START * np.sqrt(k) * float(np.median(d1[todo])) if todo.size else limit_s
         start_s = max(start_s, float(sh_off.max()) + 1.0)
