@@ -13,7 +13,8 @@ Measured IN THE SAME RUN:
   written and read with its private ``_save_cache`` / ``_load_cache``: the
   synthetic network has no source file to key it) — target ≤ 1 s;
 * the ewarn plan, best of 2: motorbike CSR of the reversed graph, snapping
-  (one KD-tree) and walking legs, the 8 nearest shelters of every household
+  (one KD-tree, to nodes of the main strongly connected piece) and walking
+  legs, the 8 nearest shelters of every household
   (:func:`ewarn.routing.paths.candidate_shelters`), the optimal whole-household
   assignment (:func:`ewarn.routing.assign.assign`, widening on demand) and the
   route of every household (:func:`ewarn.routing.paths.route_edges`, edges and
@@ -67,6 +68,7 @@ from ewarn.routing import graph as road_graph
 from ewarn.routing.assign import Assignment, assign, priority_weight
 from ewarn.routing.paths import (
     candidate_shelters,
+    main_component,
     route_edges,
     route_totals,
     snap,
@@ -113,7 +115,7 @@ def plan(net: road_graph.RoadNetwork, prov: Province) -> dict:
     t["csr (reversed graph, edge of each entry)"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    usable = usable_nodes(g_to)
+    usable = usable_nodes(g_to) & main_component(g_to)
     hx, hy = net.project(prov.hh_lon, prov.hh_lat)
     sx, sy = net.project(prov.sh_lon, prov.sh_lat)
     node, dist = snap(net.x, net.y, np.r_[hx, sx], np.r_[hy, sy], usable=usable)

@@ -13,6 +13,7 @@ from ewarn.routing.graph import network_from_arrays
 from ewarn.routing.paths import (
     RoutingInputError,
     candidate_shelters,
+    main_component,
     route_edges,
     route_totals,
     shelter_costs,
@@ -233,3 +234,11 @@ def test_route_edges_refuses_a_pair_without_a_path():
     off, edges = route_edges(g_to, np.array([0]), np.array([1]), np.array([0, 1]), np.array([0, -1]))
     assert list(off) == [0, 1, 1] and list(edges) == [0]
     assert list(route_totals(off, edges, np.array([10.0]))) == [10.0, 0.0]
+
+
+def test_main_component_leaves_out_pieces_one_cannot_leave_or_reach():
+    # 0 ↔ 1 ↔ 2 is the main piece; 3 → 0 can reach it but not be reached; 4 ↔ 5 a separate piece
+    u = np.array([0, 1, 1, 2, 3, 4, 5])
+    v = np.array([1, 0, 2, 1, 0, 5, 4])
+    g_to = reversed_csr(6, u, v, np.ones(7))
+    assert list(main_component(g_to)) == [True, True, True, False, False, False]

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from ewarn.errors import EwarnError
@@ -51,6 +51,7 @@ __all__ = [
     "Candidates",
     "RoutingInputError",
     "candidate_shelters",
+    "main_component",
     "route_edges",
     "route_totals",
     "shelter_costs",
@@ -130,6 +131,28 @@ def usable_nodes(graph_to: sp.csr_matrix) -> np.ndarray:
     has_in = np.bincount(rows[ok], minlength=n) > 0         # a row of graph_to = edges INTO the node
     has_out = np.bincount(g.indices[ok], minlength=n) > 0   # a column = edges OUT of the node
     return has_in & has_out
+
+
+def main_component(graph_to: sp.csr_matrix) -> np.ndarray:
+    """Nodes of the largest strongly connected piece of the road graph of a mode.
+
+    Parameters
+    ----------
+    graph_to : scipy.sparse.csr_matrix
+        ``(n, n)`` road graph (reversed or not: the pieces are the same) [s].
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``(n,)``. Snapping households and shelters to these nodes (``usable``
+        of :func:`snap`) keeps them off small disconnected pieces of the map (a
+        lane digitised without its junction), from which no shelter, or no
+        household, could be reached. Strong components by
+        :func:`scipy.sparse.csgraph.connected_components` (Pearce 2005).
+    """
+    g = _check_graph(graph_to)
+    _, label = connected_components(g, directed=True, connection="strong")
+    return label == np.argmax(np.bincount(label))
 
 
 def snap(node_x: np.ndarray, node_y: np.ndarray, x: np.ndarray, y: np.ndarray, *,
