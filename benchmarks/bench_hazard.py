@@ -14,6 +14,10 @@ Measured, each beside a baseline timed IN THE SAME RUN:
   with ``cell_indices=False`` (the level path) and ``True`` (per-cell flash-
   flood guidance);
 * (a) one ``numpy.sum`` over the forecast array — target: assess ≤ 5 × (a);
+  beside it, the two parts of assess's one zonal product (the level path's
+  cost): the cells-major transposes of the field, 8 steps at a time, and the
+  scipy CSR product itself (each alone is about 5.5 × (a), so the target is
+  out of reach of scipy's sparse kernel; see the numbers below);
 * (b) the naive pipeline: xarray ``rolling(time=w).sum()`` for the windows
   1, 3, 6, 12, 24, 48, 72 h, MEASURED ON THE FIRST 12 STEPS AND SCALED × 72/12,
   plus rasterstats ``zonal_stats`` mean of the communes, MEASURED ON ONE
@@ -34,10 +38,17 @@ Exit status 0 even when a target is missed (this is a measurement), 1 when the
 dask and numpy results disagree. Peak memory is the process's resident
 high-water mark (``ru_maxrss``).
 
-Run: ``.venv/bin/python benchmarks/bench_hazard.py`` (about 2 minutes; peak
-resident memory about 8 GB, set by ``assess`` with ``cell_indices=True``, the
-baselines stay under 1.2 GB — see the "peak GB" column); ``--quick`` for a
-smoke run on a coarser grid (0.04°, 24 steps, about 30 s).
+Run: ``.venv/bin/python benchmarks/bench_hazard.py`` (about 80 s; peak
+resident memory about 3 GB, set by ``assess`` with ``cell_indices=True`` —
+see the "peak GB" column); ``--quick`` for a smoke run on a coarser grid
+(0.04°, 24 steps, about 30 s).
+
+Measured 2026-11-21 on the shared 2-core machine (other jobs running), each
+beside (a) of the same run (0.017 s): assess with cached weights,
+``cell_indices=False``, 0.201 s = 12 × (a) — MISS of ≤ 5 × (a) (before:
+0.40 s = 23-25 × (a)); of it, transposes 0.092 s (5.5 × (a)) and the CSR
+product 0.093 s (5.6 × (a)), the rest (windows, levels, output) 0.016 s.
+The 51-member ensemble at 0.1°: 1.76 s — PASS of ≤ 3 s (before: 3.9-4.2 s).
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,7 +72,7 @@ from _nationwide import BOX, forecast_dataset, grid, nationwide_region, storm_ra
 from _timing import timed
 
 from ewarn.hazard_models.rainfall import DEFAULT_WINDOWS_H
-from ewarn.hazard_models.zonal import CommuneGrid
+from ewarn.hazard_models.zonal import CommuneGrid, _cells_major_blocks
 
 ROLL_STEPS = 12  # steps of the xarray rolling baseline, scaled to the forecast length
 ENS_MEMBERS, ENS_STEP = 51, 0.1
@@ -183,6 +195,15 @@ def main() -> int:
         del res
     tab.add("ewarn assess, cached weights, cell_indices=False", t_lvl, "(a)", t_lvl / t_sum, "<= 5 (a)",
             t_lvl <= 5 * t_sum)
+    # where the level path's time goes: its one zonal product, as assess does it (scipy's CSR kernel
+    # wants the field cells-major, so the time-major field is transposed 8 rows at a time)
+    w32 = sp.csr_matrix(cg._mean_area, dtype=np.float32)
+    flat = rain.reshape(rain.shape[0], -1)
+    t_tr, cells_major = timed(lambda: [b for _, b in _cells_major_blocks(flat)], repeat=3)
+    t_mv, _ = timed(lambda: [w32 @ b for b in cells_major], repeat=3)
+    cells_major = None
+    tab.add("  of which: cells-major transposes, 8 steps at a time", t_tr, "(a)", t_tr / t_sum)
+    tab.add("  of which: sparse product W @ field (scipy CSR)", t_mv, "(a)", t_mv / t_sum)
     if assess is not None:
         t_cell, res = timed(lambda: load(assess(fc, region, cache_dir=cache, options=cell)),
                             repeat=args.repeat)
