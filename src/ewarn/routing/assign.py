@@ -236,8 +236,9 @@ def _solve(people: np.ndarray, cand: np.ndarray, cost: np.ndarray, pen: np.ndarr
     total = int(g_people.sum())
     smcf.set_nodes_supplies(np.r_[np.arange(G), sink].astype(np.int32),
                             np.r_[g_people, -total].astype(np.int64))
-    status = smcf.solve()
-    if not unmet and status == min_cost_flow.SimpleMinCostFlow.INFEASIBLE:
+    # without unmet arcs: the cheapest MAXIMUM flow; short of the supply means not everyone fits
+    status = smcf.solve() if unmet else smcf.solve_max_flow_with_min_cost()
+    if not unmet and status == _OPTIMAL and smcf.maximum_flow() < total:
         return None
     if status != _OPTIMAL:
         raise AssignmentError(f"the min-cost flow solver stopped with status {status}; the shelter "

@@ -592,7 +592,6 @@ def route_edges(graph_to: sp.csr_matrix, entry_edge: np.ndarray, shelter_nodes: 
     first_pair = np.searchsorted(shelter[order], np.arange(shelter_nodes.size + 1))
     row_of = np.full(shelter_nodes.size, -1, dtype=np.int64)
     rec: list[tuple[np.ndarray, int, np.ndarray]] = []
-    lengths = np.zeros(p, dtype=np.int64)
     for i0 in range(0, used.size, chunk_size):
         blk = used[i0:i0 + chunk_size]
         _, pred = dijkstra(g, directed=True, indices=shelter_nodes[blk], limit=float(bound[blk].max()),
@@ -613,14 +612,14 @@ def route_edges(graph_to: sp.csr_matrix, entry_edge: np.ndarray, shelter_nodes: 
                     f"{bound[shelter[bad]]:.0f} s on this graph; compute times and routes on the same "
                     "graph and mode")
             rec.append((pid, step, key_edge[np.searchsorted(keys, nxt * n + cur)]))
-            lengths[pid] += 1
             cur = nxt
             go = cur != target
             pid, row, cur, target = pid[go], row[go], cur[go], target[go]
             step += 1
     # pair i's j-th edge goes to offsets[i] + j: no sort needed
     offsets = np.zeros(p + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    all_pairs = np.concatenate([r[0] for r in rec]) if rec else np.empty(0, np.int64)
+    np.cumsum(np.bincount(all_pairs, minlength=p), out=offsets[1:])
     edges = np.empty(int(offsets[-1]), dtype=np.int64)
     for pr, st, ed in rec:
         edges[offsets[pr] + st] = ed
