@@ -25,7 +25,11 @@ How it is solved
    candidates for them and the flow is solved again, until everyone is served
    or every unmet household lists every shelter it can reach in time: then the
    shortfall is proven ("no capacity"). Households that step 3 leaves out are
-   widened the same way (then the flow, and its bound, is solved again).
+   widened the same way (at most :data:`MAX_LEFTOUT_WIDEN` times) and placed in
+   the room left; the flow is then solved once more over the final lists, for
+   the bound only. The flow is first solved as a cheapest MAXIMUM flow without
+   the penalty arcs (their cost range makes the solver ~3× slower, measured);
+   only when that leaves people out are the penalty arcs added.
 3. **Whole households.** The flow moves PEOPLE, so it may split a household.
    It is the LP relaxation of the household problem, and its cost is a LOWER
    BOUND of it. Households are laid out in order along the flow of their supply
@@ -38,6 +42,13 @@ How it is solved
    move), else they stay unassigned ("no capacity"). The result is feasible and
    :attr:`Assignment.gap` says how far above the bound it lands (at most one
    split household per shelter whose capacity binds, in a basic optimal flow).
+
+Measured: on the benchmark province (50,000 households, 300 shelters with room
+for 1.1 × the people) 0.6-1.0 s, everyone placed, 0.09 % above the bound. On
+tiny, tight random instances (10-40 households, capacity ≈ the demand) the
+result was 0-12 % above the exact integer optimum (OR-Tools CP-SAT), mostly
+from one household too many left out: the repair is a heuristic, the bound is
+exact.
 
 Priorities are COST WEIGHTS (:func:`priority_weight`): a person of weight ``w``
 counts ``w`` times in the travel time AND in the penalty of being left out, so

@@ -29,11 +29,19 @@ Design (issue #5, measured in ``benchmarks/bench_routing.py``):
   that already have ``k`` shelters within a radius ``L`` are exact, because a
   shelter not found within ``L`` is farther than all ``k`` found ones. Only the
   origins still short of ``k`` are searched again, from the shelters that can
-  reach them. When there are fewer origins than shelters the search runs
-  forward from the origins instead (same result, fewer searches).
+  reach them, while such a pass costs at most ``effort`` times the first one;
+  a row left short still lists every shelter within its radius (a prefix of
+  the exact answer), and the assignment widens it when it matters. When there
+  are fewer origins than shelters the search runs forward from the origins
+  instead (same result, fewer searches).
 * :func:`route_edges` runs one Dijkstra per USED shelter with predecessors and
   unrolls every route at once, one step of path length at a time (a loop over
   path length, never over households).
+
+Measured (``benchmarks/bench_routing.py``; 202,500 nodes, 489,056 motorbike
+arcs, 50,000 households, 300 shelters, 2 shared cores): the 8 nearest shelters
+of every household in 0.9-1.3 s, the 23,800 routes (775,000 edges) in
+0.4-0.6 s; networkx needs 1-1.3 s per shelter for the same searches.
 """
 
 from __future__ import annotations
