@@ -192,3 +192,22 @@ def test_bad_inputs_are_refused_with_a_clear_message():
         assign(np.array([1]), np.array([[3]]), np.array([[1.0]]), np.array([5]))
     with pytest.raises(AssignmentError, match="whole numbers"):
         assign(np.array([1.5]), np.array([[0]]), np.array([[1.0]]), np.array([5]))
+
+
+def test_household_the_rounding_leaves_out_is_widened_and_placed():
+    # 3 + 1 people fit 2 + 2 places only divided; the household of 3 finds shelter 2 by widening
+    people = np.array([3, 1])
+    cand = np.array([[0, 1], [0, 1]])
+    tim = np.array([[100.0, 200.0], [100.0, 200.0]])
+
+    def widen(households, k):
+        s = np.tile([0, 1, 2], (households.size, 1))
+        t = np.tile([100.0, 200.0, 900.0], (households.size, 1))
+        return s, t, np.ones(households.size, bool)
+
+    a = assign(people, cand, tim, np.array([2, 2, 10]), complete=np.array([False, False]), widen=widen)
+    assert a.shelter[0] == 2 and a.shelter[1] in (0, 1) and a.widened == 1
+    # the bound is the flow over the final lists (3 people could split over 0 and 1), so below
+    assert a.lower_bound <= a.objective == 3 * 900 + 100
+    b = assign(people, cand, tim, np.array([2, 2, 10]))
+    assert list(b.reason) == [NO_CAPACITY, ""]

@@ -39,7 +39,9 @@ How it is solved
    on the room left, and so on for up to :data:`MAX_REPAIR_ROUNDS` rounds.
    Households still out then take any candidate with room, or one placed
    household moves to another of its candidates to make room (the cheapest such
-   move), else they stay unassigned ("no capacity"). The result is feasible and
+   move), else they stay unassigned ("no capacity"). Last, households move to a
+   cheaper candidate where room was left, largest saving first. The result is
+   feasible and
    :attr:`Assignment.gap` says how far above the bound it lands (at most one
    split household per shelter whose capacity binds, in a basic optimal flow).
 
@@ -452,6 +454,7 @@ def assign(people: np.ndarray, cand_shelter: np.ndarray, cand_time_s: np.ndarray
         cand, tim, cost, pen, penalty, rows = _costs(cand, tim, w, people)
         _fill(shelter, need[shelter[need] < 0], people, cand, cost, cap, w)
         resolve = True
+    _improve(shelter, people, cand, cost, cap)
     if resolve:
         # ... and the bound is that of the flow over the final candidate lists
         bound = _solve(people, cand, cost, pen, cap, rows, unmet=False) \
@@ -594,6 +597,35 @@ def _fill(shelter: np.ndarray, left: np.ndarray, people: np.ndarray, cand: np.nd
         room -= np.bincount(prop[ok], weights=people[left[ok]], minlength=cap.size).astype(np.int64)
         left = left[~ok]
     _eject(shelter, left[np.lexsort((-people[left], -w[left]))], people, cand, cost, room)
+
+
+def _improve(shelter: np.ndarray, people: np.ndarray, cand: np.ndarray, cost: np.ndarray, cap: np.ndarray,
+             passes: int = 3) -> None:
+    """Move placed households to a cheaper candidate that has room (in place).
+
+    After the repair, room may be left where a household's share was; each pass
+    offers every placed household its cheapest candidate with room that costs
+    less than where it is, largest saving first, while room lasts.
+    """
+    for _ in range(passes):
+        placed = np.flatnonzero(shelter >= 0)
+        room = cap - np.bincount(shelter[placed], weights=people[placed], minlength=cap.size).astype(np.int64)
+        c = cand[placed]
+        cur = np.argmax(c == shelter[placed, None], axis=1)
+        cur_cost = cost[placed, cur]
+        better = (c >= 0) & (cost[placed] < cur_cost[:, None]) \
+            & (room[np.maximum(c, 0)] >= people[placed, None])
+        has = better.any(axis=1)
+        if not has.any():
+            return
+        j = np.argmax(better, axis=1)                           # candidates are in cost order
+        mv = placed[has]
+        prop = c[has, j[has]]
+        saving = people[mv] * (cur_cost[has] - cost[mv, j[has]])
+        ok = _fit(prop, people[mv], np.argsort(-saving, kind="stable"), room)
+        if not ok.any():
+            return
+        shelter[mv[ok]] = prop[ok]
 
 
 def _eject(shelter: np.ndarray, left: np.ndarray, people: np.ndarray, cand: np.ndarray, cost: np.ndarray,
