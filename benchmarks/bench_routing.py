@@ -39,9 +39,16 @@ its buffers to it) and the process's resident high-water mark (``ru_maxrss``).
 Exit status 0 even when a target is missed (this is a measurement), 1 when a
 cost check fails.
 
-Run: ``.venv/bin/python benchmarks/bench_routing.py`` (about 2 minutes, most
-of it the networkx baseline); ``--quick`` for a smoke run on a 150 × 150 grid
-with 5,000 households and 40 shelters (about 20 s).
+Run: ``.venv/bin/python benchmarks/bench_routing.py`` (about 25 s, most of it
+the networkx baseline); ``--quick`` for a smoke run on a 150 × 150 grid with
+5,000 households and 40 shelters (about 4 s).
+
+Measured (2 cores shared with other jobs, load average 2-3): cached load
+0.04 s; plan 2.2-3.0 s (candidates 1.0-1.3 s, assignment 0.6-1.0 s, routes
+0.5-0.8 s, CSR 0.13-0.19 s, snapping 0.13-0.25 s); baseline ~320-410 s
+(networkx Dijkstra ~1-1.3 s per shelter × 300, network simplex ~10-22 s
+extrapolated); 100-150 × faster; all 50,000 households placed, 0.05-0.09 %
+above the flow bound; plan traced peak 0.12 GB, process peak 0.75 GB.
 """
 
 from __future__ import annotations
