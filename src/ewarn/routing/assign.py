@@ -186,13 +186,13 @@ def priority_weight(vulnerable: np.ndarray, hours_to_onset: np.ndarray | None = 
     Whole-number weights keep the costs of a road node's households equal up to a
     constant, so they share one supply node in the flow.
     """
+    if vulnerable_weight < 1 or urgent_weight < 1:
+        raise AssignmentError("priority weights must be >= 1 (1 = no priority)")
     v = np.asarray(vulnerable, dtype=np.float64)
     w = np.where(v > 0, float(vulnerable_weight), 1.0)
     if hours_to_onset is not None:
         h = np.asarray(hours_to_onset, dtype=np.float64)
         w = w * np.where(h <= urgent_hours, float(urgent_weight), 1.0)
-    if vulnerable_weight < 1 or urgent_weight < 1:
-        raise AssignmentError("priority weights must be >= 1 (1 = no priority)")
     return w
 
 
@@ -278,7 +278,7 @@ def _row_groups(key: np.ndarray) -> np.ndarray:
 
 
 def _spread(flow: _Flow, rows: np.ndarray, people: np.ndarray, weight: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Lay the households of each supply node along its flow.
 
     Returns, per entry of ``rows``: the shelter (``-1`` unmet) of a WHOLE household
@@ -318,7 +318,7 @@ def _spread(flow: _Flow, rows: np.ndarray, people: np.ndarray, weight: np.ndarra
         top = o2[np.r_[True, owner[o2][1:] != owner[o2][:-1]]]
         has = share[top] > 0
         best[ho[owner[top][has]]] = slot_s[sl[top][has]]
-    return out, best, ho, whole
+    return out, best
 
 
 def _fit(proposal: np.ndarray, people: np.ndarray, order: np.ndarray, room: np.ndarray) -> np.ndarray:
@@ -482,7 +482,8 @@ def assign(people: np.ndarray, cand_shelter: np.ndarray, cand_time_s: np.ndarray
                       widened=int(widened.sum()), penalty=penalty)
 
 
-def _costs(cand: np.ndarray, tim: np.ndarray, w: np.ndarray, people: np.ndarray):
+def _costs(cand: np.ndarray, tim: np.ndarray, w: np.ndarray, people: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """Sorted candidates, integer costs, the penalty and the households in the flow."""
     cand, tim = _sorted(cand, tim)
     cost = np.where(cand >= 0, np.rint(tim * w[:, None]), 0).astype(np.int64)
@@ -535,7 +536,7 @@ def _whole(flow: _Flow, rows: np.ndarray, people: np.ndarray, cand: np.ndarray, 
     """Turn the people flow into whole households (see the module docstring)."""
     h = people.size
     shelter = np.full(h, -1, dtype=np.int64)
-    out, best, _, _ = _spread(flow, rows, people, w)
+    out, best = _spread(flow, rows, people, w)
     done = out >= -1
     shelter[rows[done]] = out[done]
     split = rows[~done]
@@ -569,7 +570,7 @@ def _whole(flow: _Flow, rows: np.ndarray, people: np.ndarray, cand: np.ndarray, 
             break                                       # no progress: greedy finish
         f2 = _solve(people, cand2, cost2, pen, room, rest[cand2[rest, 0] >= 0])
         r2 = rest[cand2[rest, 0] >= 0]
-        out, best, _, _ = _spread(f2, r2, people, w)
+        out, best = _spread(f2, r2, people, w)
         done = out >= -1
         shelter[r2[done]] = out[done]
         split = r2[~done]
