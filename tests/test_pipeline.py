@@ -34,21 +34,33 @@ def _runs(ws):
 def test_cycle_runs_every_stage_and_records_it(demo_ws):
     ws, _, _, _, first = demo_ws
     assert first.status == "ok"
-    assert first.steps == ["ingest", "assess"]
+    assert first.steps == ["ingest", "assess", "alerts", "plan"]
     assert first.cycle == demo.DEMO_CYCLE
-    assert first.outputs["assessment"].exists()
+    for key in ("assessment", "hazard_cells", "cap", "plan"):
+        assert first.outputs.get(key) is None or first.outputs[key].exists(), key
+    assert first.outputs["assessment"].exists() and (first.outputs["plan"] / "plan.csv").exists()
     assert first.counts["communes_level_ge2"] >= 1
+    assert first.counts["messages_queued"] == first.counts["messages_sent"] > 0
+    assert first.counts["plan_households_to_move"] >= first.counts["plan_assigned"] > 0
     row = _runs(ws)[0]
-    assert row["status"] == "ok" and row["step"] == "assess" and row["finished_at"] is not None
+    assert row["status"] == "ok" and row["step"] == "plan" and row["finished_at"] is not None
     assert row["counts"]["communes_level_ge1"] >= row["counts"]["communes_level_ge2"]
 
 
 def test_running_the_same_cycle_again_changes_nothing(demo_ws):
     ws, region, storm, now, first = demo_ws
     before = first.outputs["assessment"].read_bytes()
+    sent = (ws.root / "outbox" / "sent.jsonl").read_bytes()
     again = run_cycle(ws, demo.DEMO_SOURCE, storm, region=region, now=now)
     assert again.results["ingest"].status == "unchanged"
-    assert again.outputs["assessment"].read_bytes() == before
+    assert again.status == "unchanged" and again.steps == ["ingest"]  # nothing re-assessed, nothing re-sent
+    assert first.outputs["assessment"].read_bytes() == before
+    assert (ws.root / "outbox" / "sent.jsonl").read_bytes() == sent
+    assert _runs(ws)[-1]["status"] == "unchanged"
+    # forced: every stage runs again, and still no message goes out twice (outbox keys)
+    forced = run_cycle(ws, demo.DEMO_SOURCE, storm, region=region, now=now, force=True)
+    assert forced.status == "ok" and forced.counts["messages_queued"] == 0
+    assert (ws.root / "outbox" / "sent.jsonl").read_bytes() == sent
 
 
 def test_a_failed_stage_is_recorded_and_leaves_the_last_good_assessment(demo_ws, tmp_path):
@@ -64,7 +76,8 @@ def test_a_failed_stage_is_recorded_and_leaves_the_last_good_assessment(demo_ws,
     assert last["status"] == "failed" and last["step"] == "ingest"
     assert "corrupt.nc" in last["message"]
     assert first.outputs["assessment"].read_bytes() == before
-    assert sorted(p.name for p in (ws.root / "assessments" / "demo").iterdir()) == ["20240907T12.nc"]
+    assert sorted(p.name for p in (ws.root / "assessments" / "demo").iterdir()) == [
+        "20240907T12-cells.nc", "20240907T12.nc"]
 
 
 def test_assess_only_reuses_the_archive(demo_ws):

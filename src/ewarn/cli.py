@@ -541,6 +541,117 @@ def relocation(
     console.print(f"relocation plan: {folder}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on [default: [service] host]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: [service] port]")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run the service: scheduled forecast cycles, SMS dispatch, watchdog, status page and CAP feed.
+
+    One per workspace (a file lock); SIGTERM or Ctrl-C finishes the job in progress and stops.
+    """
+    import signal
+
+    import uvicorn
+
+    from ewarn.scheduler import ServiceLock, build_scheduler, job_specs, schedule_jobs
+    from ewarn.store import Store
+    from ewarn.web import create_app
+
+    ws = _ws(workspace)
+    svc = ws.settings.service
+    lock = ServiceLock(ws.root).acquire()
+    try:
+        Store.open(ws.database_url).ensure()
+        specs = job_specs(ws)
+        scheduler = build_scheduler(ws)
+        scheduler.start(paused=True)
+        try:
+            outcome = schedule_jobs(scheduler, specs)
+            host, port = host or svc.host, svc.port if port is None else port
+            console.print(f"ewarn serve: workspace {ws.root}, http://{host}:{port}/ (pid {os.getpid()})")
+            for spec in specs:
+                job = scheduler.get_job(spec.id)
+                nxt = _local(job.next_run_time) if job and job.next_run_time else "–"
+                console.print(f"  job {spec.id:<32} {outcome.get(spec.id, ''):<6} next {nxt}  ({spec.name})")
+            if not svc.sources:
+                console.print("  [yellow]no forecast source is scheduled[/]: list them in [service] sources")
+            scheduler.resume()
+            config = uvicorn.Config(create_app(ws), host=host, port=port, log_level="warning",
+                                    proxy_headers=True, access_log=False)
+            # uvicorn stops on SIGINT/SIGTERM, then raises the signal again to whatever handler was
+            # there before: make that a no-op so the scheduler below finishes its job and stops cleanly
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: None)
+            uvicorn.Server(config).run()  # returns on SIGINT / SIGTERM
+        finally:
+            console.print("ewarn serve: stopping (finishing the job in progress)…")
+            scheduler.shutdown(wait=True)
+    finally:
+        lock.release()
+    console.print("ewarn serve: stopped")
+
+
+@app.command("run-cycle")
+def run_cycle_cmd(
+    source: Annotated[str, typer.Argument(help="forecast source profile")],
+    path_or_url: Annotated[str | None, typer.Argument(
+        help="file, glob, folder or URL [default: the source's path, else the archived cycle]")] = None,
+    cycle: Annotated[str | None, typer.Option(help="cycle, UTC [default: the newest]")] = None,
+    force: Annotated[bool, typer.Option(help="run again a cycle that was already run to the end")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run one forecast cycle end to end: ingest → assess → alerts → plan (what the service does)."""
+    from ewarn.pipeline import run_cycle
+
+    ws = _ws(workspace)
+    profile = ws.settings.forecasts.sources.get(source)
+    target = path_or_url or (profile.path if profile is not None and profile.path else None)
+    if target and "://" not in target and not Path(target).is_absolute() and not Path(target).exists():
+        target = str(ws.root / target)
+    with console.status(f"running the cycle of {source}…") as status:
+        result = run_cycle(ws, source, target, cycle=_parse_cycle(cycle), force=force,
+                           progress=lambda step: status.update(f"cycle: {step}…"))
+    _print_cycle(result)
+    console.print("  " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+
+
+@app.command()
+def status(workspace: WorkspaceOpt = None) -> None:
+    """The service's state: latest cycles, last runs, outbox, open incidents."""
+    import pandas as pd
+    from sqlalchemy import select
+
+    from ewarn.store import Store, runs
+    from ewarn.watchdog import open_incidents
+
+    ws = _ws(workspace)
+    store = Store.open(ws.database_url)
+    store.ensure()
+    incidents = open_incidents(store)
+    if incidents.empty:
+        console.print("[green]no open incident[/]")
+    for r in incidents.itertuples():
+        console.print(f"[red]INCIDENT {r.id}[/] since {_local(pd.Timestamp(r.opened_at).to_pydatetime())}: "
+                      f"{escape(r.message)}" + (f" (acknowledged by {escape(r.acknowledged_by)})"
+                                                 if r.acknowledged_by else ""))
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(runs).order_by(runs.c.id.desc()).limit(10)).mappings().all()
+    table = Table(title="last runs (UTC+7)")
+    for col in ("id", "job", "source", "cycle", "started", "status", "step", "message"):
+        table.add_column(col, overflow="fold")
+
+    def when(t) -> str:
+        return "–" if t is None else _local(pd.Timestamp(t).to_pydatetime(), "%d/%m %H:%M", offset=False)
+
+    for r in rows:
+        table.add_row(str(r["id"]), r["job"], r["source"] or "", when(r["cycle"]), when(r["started_at"]),
+                      r["status"], r["step"] or "", escape((r["message"] or "")[:120]))
+    console.print(table)
+    _print_outbox_counts(store)
+
+
 def _now_option(value: str | None) -> dt.datetime:
     from ewarn.store import utcnow
 

@@ -45,6 +45,19 @@ def forecast_cycle(root: str, source: str) -> str:
     target = profile.path if profile is not None and profile.path else None
     if target and not Path(target).is_absolute() and "://" not in target:
         target = str(ws.root / target)
+    if profile is not None and target and Path(target).is_dir():
+        from ewarn.forecasts.dropfolder import watch_folder
+        from ewarn.forecasts.reader import DEFAULT_PATTERNS
+
+        pattern = profile.pattern or DEFAULT_PATTERNS.get(profile.kind, "*")
+        try:
+            ready = watch_folder(Path(target), pattern, kind=profile.kind)
+        except ForecastError as exc:
+            log.error("source %s: %s", source, exc)
+            return "failed"
+        if not ready:  # nothing (complete) dropped yet: not a failed cycle
+            log.debug("source %s: no complete file in %s yet", source, target)
+            return "waiting"
     try:
         result = run_cycle(ws, source, target)
     except PipelineError as exc:

@@ -170,7 +170,7 @@ def plan_cycle(workspace: Workspace, region: Region, source: str, cycle: dt.date
         communes.csv, assisted.csv, closures.csv, summary.json).
     """
     from ewarn import forecasts
-    from ewarn.hazard_models.cells import hazard_cells, write_cells
+    from ewarn.hazard_models.cells import HazardCellsError, hazard_cells, write_cells
     from ewarn.routing.plan import PlanOptions, plan_evacuation, write_plan
 
     start = now or utcnow()
@@ -181,8 +181,14 @@ def plan_cycle(workspace: Workspace, region: Region, source: str, cycle: dt.date
         cache = workspace.path("cache")
         cells = hazard_cells(forecast, region, antecedent=antecedent, cache_dir=cache)
         end = start + dt.timedelta(hours=opts.planning_window_hours)
-        road_cells = hazard_cells(forecast, region, antecedent=antecedent, start=_naive(start),
-                                  end=_naive(end), cache_dir=cache)
+        try:
+            road_cells = hazard_cells(forecast, region, antecedent=antecedent, start=_naive(start),
+                                      end=_naive(end), cache_dir=cache)
+        except HazardCellsError as exc:  # the planning window lies outside the forecast
+            log.warning("plan %s %s: no road is closed by the hazard (%s)", source, cycle, exc)
+            road_cells = cells.copy()
+            for name in ("stream_threatened", "landslide_triggered"):
+                road_cells[name] = road_cells[name] & False
         write_cells(cells, workspace.path("assessments", source, f"{cycle:%Y%m%dT%H}-cells.nc"))
     plan = plan_evacuation(region, assessment, cells, opts, cache_dir=workspace.path("cache", "roads"),
                            road_cells=road_cells)
