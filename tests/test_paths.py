@@ -147,6 +147,15 @@ def test_origin_with_no_shelter_in_the_first_radius_gets_its_nearest():
     assert np.all(c.time_s[1:, 0] == 10.0)
 
 
+def test_no_limit_lists_every_reachable_shelter_and_ends():
+    g_to = reversed_csr(4, np.array([0, 1, 1, 2]), np.array([1, 0, 2, 1]), np.array([100.0] * 4))
+    c = shelter_costs(g_to, np.array([2, 3]), np.array([0]), limit_s=np.inf, k=5, effort=np.inf)
+    assert list(c.shelter[0, :2]) == [0, -1] and c.time_s[0, 0] == 200.0 and c.complete[0]
+    c = candidate_shelters(g_to, np.array([0]), np.array([10.0]), np.array([2, 3]), limit_s=np.inf, k=5,
+                           effort=np.inf)
+    assert c.time_s[0, 0] == 210.0 and c.complete[0]
+
+
 def test_candidate_shelters_add_the_walk_and_cut_at_the_limit():
     g_to = reversed_csr(3, np.array([0, 1, 1, 2]), np.array([1, 0, 2, 1]), np.array([100.0] * 4))
     walk = walk_time_s(np.array([0.0, 100.0, 1000.0]), 4.0)        # 0, 90, 900 s

@@ -368,6 +368,8 @@ def shelter_costs(graph_to: sp.csr_matrix, shelter_nodes: np.ndarray, origin_nod
     if off.shape != shelter_nodes.shape or np.any(~(off >= 0)) or np.any(~np.isfinite(off)):
         raise RoutingInputError("shelter_offset_s must be finite, >= 0 and have one value per shelter")
 
+    # no trip is longer than all roads end to end: an infinite limit becomes that (doubling ends)
+    limit_s = min(float(limit_s), float(np.sum(g.data[np.isfinite(g.data)])) + float(off.max(initial=0.0)))
     n_orig = origin_nodes.size
     out_s = np.full((n_orig, k), -1, dtype=np.int64)
     out_t = np.full((n_orig, k), np.inf)
@@ -504,7 +506,7 @@ def candidate_shelters(graph_to: sp.csr_matrix, origin_nodes: np.ndarray, origin
     # prefixes of the sorted shelters); so does a row searched to the limit
     cut = (s >= 0).sum(axis=1) < (c.shelter >= 0).sum(axis=1)
     radius = np.where(cut | (nodes < 0), float(limit_s), np.minimum(c.radius_s + walk, float(limit_s)))
-    complete = ((s >= 0).sum(axis=1) < k) & (radius >= limit_s)
+    complete = c.complete | cut | (nodes < 0)
     return Candidates(s, t, radius, complete)
 
 
