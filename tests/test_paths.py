@@ -251,3 +251,13 @@ def test_main_component_leaves_out_pieces_one_cannot_leave_or_reach():
     v = np.array([1, 0, 2, 1, 0, 5, 4])
     g_to = reversed_csr(6, u, v, np.ones(7))
     assert list(main_component(g_to)) == [True, True, True, False, False, False]
+
+
+def test_parallel_roads_the_faster_one_is_taken():
+    # two roads 0 → 1 (edge 0: 50 s, edge 1: 20 s) given as duplicate entries of the reversed graph
+    g_to = sp.csr_matrix((np.array([50.0, 20.0]), np.array([0, 0]), np.array([0, 0, 2])), shape=(2, 2))
+    assert not g_to.has_canonical_format
+    c = shelter_costs(g_to, np.array([1]), np.array([0]), limit_s=100, k=1)
+    assert c.time_s[0, 0] == 20.0
+    _, edges = route_edges(g_to, np.array([0, 1]), np.array([1]), np.array([0]), np.array([0]))
+    assert list(edges) == [1]
