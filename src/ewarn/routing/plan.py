@@ -820,8 +820,10 @@ def _assign(graph_to: Any, h_node: np.ndarray, h_walk: np.ndarray, s_node: np.nd
     cand = paths.candidate_shelters(graph_to, h_node, h_walk, s_node, s_walk, limit_s=limit_s, k=k)
 
     def widen(idx: np.ndarray, k2: int) -> paths.Candidates:
+        # widening must search up to the limit (effort=inf), or a household may be left "no capacity"
+        # while a farther shelter within the limit has room
         return paths.candidate_shelters(graph_to, h_node[idx], h_walk[idx], s_node, s_walk,
-                                        limit_s=limit_s, k=k2)
+                                        limit_s=limit_s, k=k2, effort=np.inf)
 
     res = assignment.assign(people, cand.shelter, cand.time_s, capacity, priority_weight=weight,
                             complete=cand.complete, widen=widen)
