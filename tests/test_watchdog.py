@@ -16,20 +16,24 @@ from ewarn.store import Store, runs
 from ewarn.watchdog import acknowledge, check, evaluate, open_incidents
 
 T0 = dt.datetime(2026, 11, 21, 0, 0, tzinfo=dt.UTC)
-OPERATORS = [("02998", "Lò Văn Trực", "Ban Chỉ huy PCTT tỉnh", "+84912345678", "vi", False),
-             ("02998", "Jane Duty", "operator", "+84912345679", "en", True)]
 
 
 @pytest.fixture(scope="module")
 def region_dir(tmp_path_factory):
+    """The demo region: two province duty officers (vi, en) among its contacts, plus one who asked for
+    unaccented messages under the English default role word 'operator'."""
     dest = tmp_path_factory.mktemp("wd") / "region"
     build_demo_region(dest)
     contacts = pd.read_csv(dest / "contacts.csv", dtype=str)
-    cols = ["commune_code", "name", "role", "phone", "language", "unaccented"]
-    extra = pd.DataFrame(OPERATORS, columns=cols)
-    extra["unaccented"] = extra["unaccented"].map({True: "true", False: "false"})
+    extra = pd.DataFrame([("02998", "Lò Văn Trực", "operator", "+84912345678", "vi", "true", "false")],
+                         columns=["commune_code", "name", "role", "phone", "language", "unaccented", "demo"])
     pd.concat([contacts, extra]).to_csv(dest / "contacts.csv", index=False)
     return dest
+
+
+def _operators(ws: Workspace) -> pd.DataFrame:
+    c = pd.read_csv(ws.region_dir / "contacts.csv", dtype=str)
+    return c[c["role"].isin(["Ban Chỉ huy PCTT tỉnh", "operator"])]
 
 
 @pytest.fixture
@@ -66,18 +70,22 @@ def test_stale_source_alerts_once_then_recovers(ws):
     for h in (8, 9, 12):  # still stale: nothing more is sent
         assert check(ws, T0 + dt.timedelta(hours=h)) == []
     msgs = _operator_messages(ws)
-    assert sorted(msgs["recipient"]) == ["+84912345678", "+84912345679"]
-    vi = msgs.loc[msgs["recipient"] == "+84912345678", "body"].item()
+    ops = _operators(ws)
+    assert len(ops) == 3 and sorted(msgs["recipient"]) == sorted(ops["phone"])
+    by_phone = dict(zip(msgs["recipient"], msgs["body"], strict=True))
+    vi = by_phone[ops.loc[(ops["language"] == "vi") & (ops["unaccented"] == "false"), "phone"].item()]
     assert "SỰ CỐ" in vi and "nguồn dự báo drop" in vi and "07:00 21/11" in vi  # local time of the 00Z cycle
-    en = msgs.loc[msgs["recipient"] == "+84912345679", "body"].item()
+    en = by_phone[ops.loc[ops["language"] == "en", "phone"].item()]
     assert en.startswith("[ewarn] SYSTEM INCIDENT") and en.isascii()
+    flat = by_phone["+84912345678"]
+    assert flat.startswith("[ewarn] SU CO") and flat.isascii()
     assert len(open_incidents(Store.open(ws.database_url))) == 1
 
     _archive(ws, T0 + dt.timedelta(hours=12))
     assert check(ws, T0 + dt.timedelta(hours=13)) == ["closed stale_forecast:drop"]
     assert check(ws, T0 + dt.timedelta(hours=14)) == []
     msgs = _operator_messages(ws)
-    assert len(msgs) == 4 and msgs["body"].str.contains("ĐÃ KHẮC PHỤC").sum() == 1
+    assert len(msgs) == 6 and msgs["body"].str.contains("ĐÃ KHẮC PHỤC").sum() == 1
     assert open_incidents(Store.open(ws.database_url)).empty
 
 
@@ -104,8 +112,8 @@ def test_failing_gateway_alerts_once_then_recovers(ws):
     attempts([True])
     assert check(ws, T0 + dt.timedelta(hours=2)) == ["closed gateway:twilio"]
     bodies = _operator_messages(ws)["body"]
-    assert len(bodies) == 4  # 2 operators × (incident + recovery)
-    assert bodies.str.contains("cổng SMS twilio").sum() == 2
+    assert len(bodies) == 6  # 3 operators × (incident + recovery)
+    assert bodies.str.contains("cổng SMS twilio").sum() == 2  # the accented Vietnamese one, twice
 
 
 def test_failed_cycle_and_backlog(ws):

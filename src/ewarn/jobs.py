@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from ewarn.config import Workspace
 from ewarn.errors import EwarnError
 from ewarn.store import Store, utcnow
+from ewarn.store import as_utc as _aware
 
 __all__ = ["dispatch_outbox", "forecast_cycle", "retention", "watchdog"]
 
@@ -147,5 +148,3 @@ def retention(root: str, *, now: dt.datetime | None = None) -> dict[str, int]:
     return removed
 
 
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)

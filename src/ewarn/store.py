@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -65,6 +66,23 @@ runs = Table(
 def utcnow() -> dt.datetime:
     """Now, timezone-aware UTC (every stored time is UTC)."""
     return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: Any) -> dt.datetime | None:
+    """A stored or given time as an aware UTC datetime; None for a missing value (None, NaT, NaN).
+
+    Naive values (SQLite gives them back naive; numpy datetime64 has no zone)
+    are taken as UTC; aware ones are converted.
+    """
+    import pandas as pd
+
+    if value is None or (not isinstance(value, dt.datetime) and pd.isna(value)):
+        return None
+    ts = pd.Timestamp(value)
+    if pd.isna(ts):
+        return None
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial

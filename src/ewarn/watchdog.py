@@ -39,6 +39,7 @@ from sqlalchemy import Column, DateTime, Integer, String, Table, Text, and_, fun
 
 from ewarn.config import LOCAL_TZ, Workspace
 from ewarn.store import Store, metadata, runs, utcnow
+from ewarn.store import as_utc as _aware
 
 __all__ = ["INCIDENT_KINDS", "Finding", "acknowledge", "check", "evaluate", "incidents", "open_incidents"]
 
@@ -68,13 +69,6 @@ class Finding:
     subject: str
     problem: str | None
     problem_vi: str | None = None
-
-
-def _aware(t: dt.datetime | None) -> dt.datetime | None:
-    if t is None or pd.isna(t):
-        return None
-    t = pd.Timestamp(t).to_pydatetime()
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _local(t: dt.datetime) -> str:

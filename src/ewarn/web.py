@@ -85,6 +85,7 @@ from ewarn.log import mask_phone, redact
 from ewarn.maps import render_map
 from ewarn.region import Region
 from ewarn.store import Store, runs, utcnow
+from ewarn.store import as_utc as _aware
 from ewarn.watchdog import acknowledge, incidents, open_incidents
 
 __all__ = ["CAP_IDENTIFIER", "OPERATOR_TOKEN_ENV", "create_app"]
@@ -149,17 +150,6 @@ _STATUS_WORDS_VI = {"queued": "chờ gửi", "sending": "đang gửi", "sent": "
 
 
 # --------------------------------------------------------------------------- time and value helpers
-
-
-def _aware(value: Any) -> dt.datetime | None:
-    """Aware UTC datetime of a stored time (SQLite gives naive UTC); None for missing."""
-    if value is None or (not isinstance(value, dt.datetime) and pd.isna(value)):
-        return None
-    ts = pd.Timestamp(value)
-    if pd.isna(ts):
-        return None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
 
 
 def _iso(value: Any) -> str | None:

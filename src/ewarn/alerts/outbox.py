@@ -73,6 +73,7 @@ from ewarn.config import AlertSettings
 from ewarn.errors import EwarnError
 from ewarn.log import mask_phone
 from ewarn.store import Store, metadata, utcnow
+from ewarn.store import as_utc as _aware
 
 __all__ = [
     "FINAL_STATUSES",
@@ -168,17 +169,6 @@ _TIME_COLUMNS = ("valid_until", "cycle", "next_attempt_at")
 
 
 # --------------------------------------------------------------------------- time helpers
-
-
-def _aware(value: Any) -> dt.datetime | None:
-    """A timezone-aware UTC datetime (naive values are taken as UTC); None for missing."""
-    if value is None or (not isinstance(value, dt.datetime) and pd.isna(value)):
-        return None
-    ts = pd.Timestamp(value)
-    if pd.isna(ts):
-        return None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
 
 
 def _as_datetime(now: dt.datetime | float | None, clock: Callable[[], float]) -> dt.datetime:

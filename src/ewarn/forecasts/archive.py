@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 from sqlalchemy import (
     JSON,
@@ -46,6 +45,7 @@ from ewarn.forecasts.reader import open_forecast
 from ewarn.forecasts.remote import sha256_of
 from ewarn.forecasts.validate import validate
 from ewarn.store import Store, metadata, utcnow
+from ewarn.store import as_utc as _aware
 
 log = logging.getLogger("ewarn.forecasts")
 
@@ -104,12 +104,6 @@ class ArchivedForecast:
     members: int
     status: str
     warnings: list[Problem] = field(default_factory=list)
-
-
-def _aware(value: np.datetime64 | dt.datetime) -> dt.datetime:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
 
 
 def archive_path(workspace: Workspace, source: str, cycle: dt.datetime) -> Path:

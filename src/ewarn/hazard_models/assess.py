@@ -67,6 +67,7 @@ from ewarn.hazard_models.tables import TABLES_DIR, TableReader, load_cached
 from ewarn.hazard_models.zonal import CommuneGrid, _cells_major_blocks
 from ewarn.region import Region
 from ewarn.store import Store, metadata, utcnow
+from ewarn.store import as_utc as _aware
 
 __all__ = [
     "ASSESS_TABLE",
@@ -957,14 +958,6 @@ assessments_table = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("source", "cycle", "commune_code", name="uq_assessments_source_cycle_commune"),
 )
-
-
-def _aware(value: Any) -> dt.datetime | None:
-    if value is None or pd.isna(value):
-        return None
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
 
 
 def _float(v: Any) -> float | None:
