@@ -41,6 +41,7 @@ the same result always gives the same file (no wall-clock time is written).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import json
@@ -106,6 +107,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
     "local": {"vi": "giờ Việt Nam, UTC+7", "en": "Vietnam time, UTC+7"},
     "rain_source": {"vi": "Nguồn mưa", "en": "Rain source"},
     "plan_start": {"vi": "Bắt đầu kế hoạch sơ tán", "en": "Evacuation plan starts"},
+    "changes": {"vi": "Thay đổi trong kịch bản", "en": "What the scenario changes"},
     "key_figures": {"vi": "Số liệu chính", "en": "Key figures"},
     "by_level": {"vi": "Xã và dân số theo cấp độ rủi ro (cao nhất trong dự báo)",
                  "en": "Communes and population by risk level (highest in the forecast)"},
@@ -516,14 +518,53 @@ def _communes_table(result: ScenarioResult) -> list[dict[str, Any]]:
 
 
 def _by_level(result: ScenarioResult) -> list[dict[str, Any]]:
+    """Communes, their population, and the region's households and people per level (highest first)."""
     level = _commune_var(result.assessment, "level_max").astype(np.int64)
     c = result.region.communes
     pop = pd.Series(pd.to_numeric(c["population"], errors="coerce").to_numpy(np.float64),
                     index=c["code"].astype(str).to_numpy())
     frame = pd.DataFrame({"level": level, "population": pop.reindex(level.index)})
     g = frame.groupby("level").agg(communes=("level", "size"), population=("population", "sum"))
-    return [{"level": _level_chip(lv), "communes": _num(row.communes), "population": _num(row.population)}
+    hh = result.region.households
+    hh_level = level.reindex(hh["commune_code"].astype(str).to_numpy()).fillna(0).astype(np.int64)
+    people = pd.Series(hh["people"].to_numpy(np.int64), index=hh_level.index)
+    g["households"] = hh_level.value_counts().reindex(g.index).fillna(0).astype(np.int64)
+    g["people"] = people.groupby(hh_level.to_numpy()).sum().reindex(g.index).fillna(0).astype(np.int64)
+    return [{"level": _level_chip(lv), "communes": _num(row.communes), "population": _num(row.population),
+             "households": _num(row.households), "people": _num(row.people)}
             for lv, row in g.sort_index(ascending=False).iterrows()]
+
+
+def _changes(scenario: Any) -> list[Markup]:
+    """What the scenario changes, one line each in both languages (rain, roads, shelters, settlements)."""
+    out: list[Markup] = []
+    rain, ch = scenario.rain, scenario.changes
+    if rain.scale != 1:
+        out.append(_both(f"Mưa × {rain.scale:g}".replace(".", ","), f"Rain × {rain.scale:g}"))
+    if rain.shift_hours:
+        out.append(_both(f"Bão dời {rain.shift_hours:+g} giờ", f"Storm moved {rain.shift_hours:+g} h"))
+    east, north = rain.shift_km
+    if east or north:
+        out.append(_both(f"Bão dời {east:+g} km về phía đông, {north:+g} km về phía bắc",
+                         f"Storm moved {east:+g} km east, {north:+g} km north"))
+    for poly in ch.close_polygons:
+        name = poly.name or _DASH
+        out.append(_both(f"Đóng đường trong vùng: {name}", f"Roads closed in the area: {name}"))
+    if ch.close_ways:
+        ways = ", ".join(str(w) for w in ch.close_ways)
+        out.append(_both(f"Đóng các tuyến đường OSM: {ways}", f"OSM ways closed: {ways}"))
+    words = {"open": ("Mở nơi tạm trú", "Shelter opened"), "close": ("Đóng nơi tạm trú", "Shelter closed"),
+             "resize": ("Đổi sức chứa nơi tạm trú", "Shelter resized")}
+    for sc in ch.shelters:
+        vi, en = words.get(sc.action, (sc.action, sc.action))
+        what = sc.shelter_id + (f" ({sc.name})" if sc.name else "")
+        cap_vi = f", {sc.capacity} người" if sc.capacity is not None else ""
+        cap_en = f", {sc.capacity} people" if sc.capacity is not None else ""
+        out.append(_both(f"{vi}: {what}{cap_vi}", f"{en}: {what}{cap_en}"))
+    for st in ch.settlements:
+        out.append(_both(f"Khu dân cư mới: {st.name} ({st.households} hộ)",
+                         f"New settlement: {st.name} ({st.households} households)"))
+    return out
 
 
 def _reasons_table(plan: Any) -> list[dict[str, Any]]:
@@ -598,6 +639,14 @@ def _key_figures(result: ScenarioResult) -> list[dict[str, Any]]:
         {"label": _t("assisted"), "value": _num(s["assisted_people"])},
     ]
     return rows
+
+
+def _notes(result: ScenarioResult) -> list[str]:
+    """The run's notes, then the plan's warnings the notes do not already hold."""
+    notes = [str(n) for n in (getattr(result, "notes", None) or [])]
+    plan = result.plan
+    warns = [str(w) for w in (plan.warnings if plan is not None else [])]
+    return notes + [w for w in warns if not any(w in n for n in notes)]
 
 
 def _relocation(result: ScenarioResult) -> dict[str, Any] | None:
@@ -811,7 +860,7 @@ def render_report(result: ScenarioResult, *, language: str = "vi") -> str:
         "rain_source": str(a.attrs.get("source", "")),
         "plan_start": _local(plan.start) if plan is not None else None,
         "disclaimer": LEVEL_DISCLAIMER,
-        "by_level": _by_level(result), "figures": _key_figures(result),
+        "by_level": _by_level(result), "figures": _key_figures(result), "changes": _changes(scen),
         "map": svg_map, "hyetograph": hyeto, "clearance": clearance, "shelters": shelters,
         "shelters_left": shelters_left, "has_plan": plan is not None,
         "nobody_moves": plan is not None and not bool(plan.households["must_move"].any()),
@@ -819,8 +868,7 @@ def render_report(result: ScenarioResult, *, language: str = "vi") -> str:
         "reasons": _reasons_table(plan) if plan is not None else [],
         "relocation": _relocation(result),
         "previews": previews, "previews_left": previews_left,
-        "notes": [str(n) for n in (getattr(result, "notes", None) or [])] +
-                 [str(w) for w in (plan.warnings if plan is not None else [])],
+        "notes": _notes(result),
         "summary_json": json.dumps(getattr(result, "summary", None) or {}, ensure_ascii=False, indent=2,
                                    sort_keys=True, default=str),
     }
@@ -835,7 +883,8 @@ def _atomic_write(path: Path, text: str) -> Path:
         tmp.write_text(text, encoding="utf-8", newline="\n")
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise WorkspaceError(f"cannot write the scenario report {path}: {exc.strerror}; choose a writable "
                              "output folder (--out DIR) or free some space") from None
     return path
