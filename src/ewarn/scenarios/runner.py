@@ -69,14 +69,19 @@ from ewarn.scenarios.schema import Scenario, ScenarioError, load_scenario
 
 __all__ = [
     "DEMO_MARKER",
+    "Prepared",
     "ScenarioResult",
     "ScenarioRunError",
     "default_cache_dir",
     "default_out",
     "demo_region",
+    "execute",
     "levels_table",
+    "message_previews",
+    "prepare",
     "run_scenario",
     "scenario_summary",
+    "summary_text",
     "write_outputs",
 ]
 
@@ -237,8 +242,8 @@ def _load_region(scenario: Scenario, cache_root: Path) -> tuple[Region, list[str
 
 
 @dataclass
-class _Prepared:
-    """What does not depend on the rain: shared by the runs of a sweep."""
+class Prepared:
+    """What does not depend on the rain (region, changes, road network, caches): shared by a sweep's runs."""
 
     region: Region
     changed: Region
@@ -259,7 +264,16 @@ def _stage(scenario: Scenario, name: str) -> Iterator[None]:
         raise ScenarioRunError(f"scenario {scenario.file}: the {name} stage failed: {exc}") from exc
 
 
-def _prepare(scenario: Scenario, cache_root: Path) -> _Prepared:
+def prepare(scenario: Scenario, cache_root: Path) -> Prepared:
+    """Load the scenario's region, apply its changes, read its road network (once per scenario).
+
+    Raises
+    ------
+    ScenarioError
+        The changes do not fit the region.
+    ScenarioRunError
+        The region or its road network cannot be read.
+    """
     from ewarn.routing.graph import region_network
 
     cache = cache_root / "cache"
@@ -271,15 +285,19 @@ def _prepare(scenario: Scenario, cache_root: Path) -> _Prepared:
     closures = road_closures(scenario.changes)
     with _stage(scenario, "road network"):
         network = region_network(changed, cache / "roads")
-    return _Prepared(region, changed, closures, network, cache, notes)
+    return Prepared(region, changed, closures, network, cache, notes)
 
 
 def _naive(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def _execute(scenario: Scenario, prep: _Prepared, out: Path, *, report: bool = True) -> ScenarioResult:
-    """The chain of the pipeline on one scenario (nothing written, nothing sent)."""
+def execute(scenario: Scenario, prep: Prepared, out: Path, *, report: bool = True) -> ScenarioResult:
+    """The pipeline's chain on one scenario: rain → assess → hazard grid → plan → previews.
+
+    Nothing is written and nothing is sent; ``out`` is only recorded. The
+    region, changes and network come from :func:`prepare`.
+    """
     from ewarn.hazard_models.assess import assess
     from ewarn.hazard_models.cells import HazardCellsError, hazard_cells
     from ewarn.routing.plan import PlanOptions, permanent_relocation, plan_evacuation
@@ -433,8 +451,8 @@ def run_scenario(path: Path | str, out: Path | str | None = None, *, cache_dir: 
     scenario = load_scenario(path)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = Path(out).expanduser() if out is not None else default_out(scenario)
-    prep = _prepare(scenario, root)
-    result = _execute(scenario, prep, target.resolve(), report=write_report)
+    prep = prepare(scenario, root)
+    result = execute(scenario, prep, target.resolve(), report=write_report)
     write_outputs(result, target, write_report=write_report)
     return result
 
