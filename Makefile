@@ -7,7 +7,7 @@ STAMP_TEST := $(VENV)/.installed-test
 STAMP_BENCH := $(VENV)/.installed-bench
 DEMO_WS ?= ewarn-demo
 
-.PHONY: demo test bench lint clean venv
+.PHONY: demo test bench lint clean venv browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,17 @@ venv: $(STAMP_RUN)
 demo: $(STAMP_RUN)
 	$(BIN)/ewarn demo --workspace $(DEMO_WS)
 
+## make browser: headless Chromium for the scenario report's browser tests (Debian package;
+## best effort: without it those tests are skipped and say why)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || command -v google-chrome >/dev/null 2>&1 \
+	  || ( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	       && timeout 600 sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium' >/dev/null 2>&1 ) \
+	  || echo "make browser: chromium is not installed; the report's browser tests will be skipped"
+
 ## make test: the whole test suite (non-zero exit on any failure)
-test: $(STAMP_TEST)
+test: $(STAMP_TEST) browser
 	$(BIN)/python -m pytest -q
 
 ## make bench: benchmarks, each printed beside its baseline as a ratio
