@@ -124,6 +124,8 @@ def test_demo_end_to_end(tmp_path):
     assert any("Phúc Khánh" in line for line in sent) and any("Phuc Khanh" in line for line in sent)
     assert (ws / "cap" / "feed.atom").exists()
     # the evacuation plan of the cycle
+    report = ws / "reports" / "yagi-2024" / "report.html"
+    assert report.exists() and str(report) in r.stdout.replace("\n", "")
     plan_dir = ws / "plans" / "demo" / "20240907T12"
     assert "must move" in r.stdout and (plan_dir / "plan.csv").exists()
     assert (plan_dir / "routes.geojson").exists()
@@ -241,3 +243,14 @@ def test_contacts_import_refuses_a_bad_file_whole(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Lò Văn A" in r.stdout and "(operator)" in r.stdout
     assert "0912345678" not in r.stdout and "+84912345678" not in r.stdout  # stored E.164, shown masked
+
+
+def test_scenario_errors_are_plain(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[scenario]\nname = "x"\n[region]\npath = "demo"\n[rain]\nkind = "demo"\nsclae = 2\n',
+                   encoding="utf-8")
+    r = ewarn("scenario", "run", str(bad))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "sclae" in r.stderr and "did you mean 'scale'" in r.stderr and "Traceback" not in r.stderr
+    r = ewarn("scenario", "sweep", str(bad), "--rain-scale", "2:1")
+    assert r.returncode != 0 and "Traceback" not in r.stderr

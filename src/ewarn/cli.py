@@ -45,6 +45,9 @@ contacts_app = typer.Typer(help="The officials and operators who receive warning
 app.add_typer(risk_app, name="risk")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(contacts_app, name="contacts")
+scenario_app = typer.Typer(help="Planners' what-if scenarios: run, compare, sweep the rain.",
+                           no_args_is_help=True)
+app.add_typer(scenario_app, name="scenario")
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -253,7 +256,25 @@ def demo(
         _print_alerts(result, ws)
     if "plan" in result.results:
         _print_plan(result.results["plan"], result.outputs["plan"])
+    _demo_scenario(ws)
     console.print(f"\nworkspace: [bold]{ws.root}[/]")
+
+
+def _demo_scenario(ws: Workspace) -> None:
+    """End the demo with the planners' view: the yagi-2024 scenario and its HTML report."""
+    from ewarn.scenarios.runner import run_scenario
+
+    candidates = [Path.cwd() / "scenarios" / "yagi-2024.toml",
+                  Path(__file__).resolve().parents[2] / "scenarios" / "yagi-2024.toml"]
+    scenario = next((c for c in candidates if c.exists()), None)
+    if scenario is None:
+        console.print("\n(scenario yagi-2024.toml not found beside the sources: the planners' report is "
+                      "skipped; run 'ewarn scenario run FILE')")
+        return
+    with console.status(f"running the planners' scenario {scenario.name}…"):
+        result = run_scenario(scenario, ws.path("reports", scenario.stem), cache_dir=ws.path("cache"))
+    console.print(f"\nScenario {escape(result.scenario.name)}: [bold]{result.out / 'report.html'}[/] "
+                  "(HTML report with the map, rain, clearance and shelters; opens offline)")
 
 
 def _print_plan(plan, folder: Path) -> None:
@@ -650,6 +671,75 @@ def status(workspace: WorkspaceOpt = None) -> None:
                       r["status"], r["step"] or "", escape((r["message"] or "")[:120]))
     console.print(table)
     _print_outbox_counts(store)
+
+
+@scenario_app.command("run")
+def scenario_run(
+    file: Annotated[Path, typer.Argument(help="scenario file (TOML), e.g. scenarios/yagi-2024.toml")],
+    out: Annotated[Path | None, typer.Option(
+        help="output folder [default: out/NAME beside the file]")] = None,
+) -> None:
+    """Run a scenario: levels, evacuation plan, message previews (never sent) and an HTML report."""
+    from ewarn.scenarios.runner import run_scenario
+
+    setup_logging("WARNING")
+    with console.status(f"running scenario {file}…"):
+        result = run_scenario(file, out)
+    console.print(f"[bold]{escape(result.scenario.name)}[/]")
+    _print_risk(result.assessment)
+    if result.plan is not None:
+        _print_plan(result.plan, result.out)
+    rel = result.summary.get("relocation")
+    if rel:
+        console.print(f"relocation: {rel.get('households', 0)} household(s) on very-high susceptibility "
+                      f"ground, {rel.get('assigned', 0)} assigned to a resettlement site")
+    msgs = result.summary.get("messages", {})
+    console.print(f"SMS previews (not sent): {msgs.get('count', 0)} message(s), {msgs.get('segments', 0)} "
+                  "segment(s)")
+    for note in result.notes:
+        console.print(f"  note: {escape(note)}", style="dim")
+    console.print(f"outputs: {result.out}")
+    report = result.out / "report.html"
+    if report.exists():
+        console.print(f"report:  [bold]{report}[/] (opens offline in any browser)")
+
+
+@scenario_app.command("compare")
+def scenario_compare(
+    files: Annotated[list[Path], typer.Argument(help="scenario files (TOML) or output folders; the first "
+                                                     "is the reference")],
+    html: Annotated[Path | None, typer.Option(help="also write the table as an HTML page")] = None,
+    language: Annotated[str, typer.Option(help="vi | en")] = "vi",
+) -> None:
+    """Side-by-side summary metrics of several scenarios, with the differences from the first."""
+    from ewarn.scenarios.compare import compare, compare_text
+    from ewarn.scenarios.report import render_comparison
+
+    setup_logging("WARNING")
+    with console.status("running the scenarios…"):
+        df = compare(files)
+    console.print(escape(compare_text(df, language)), highlight=False)
+    if html is not None:
+        tmp = html.with_name(f".{html.name}.tmp")
+        tmp.write_text(render_comparison(df, language=language), encoding="utf-8")
+        os.replace(tmp, html)
+        console.print(f"comparison: {html}")
+
+
+@scenario_app.command("sweep")
+def scenario_sweep(
+    file: Annotated[Path, typer.Argument(help="scenario file (TOML)")],
+    rain_scale: Annotated[str, typer.Option(
+        help="START:STOP[:STEP] (stop included) or a,b,c")] = "0.5:2.0:0.25",
+) -> None:
+    """Run a scenario at several rain scales: levels and people to move, and where the plan breaks."""
+    from ewarn.scenarios.compare import parse_scales, sweep, sweep_text
+
+    setup_logging("WARNING")
+    scales = parse_scales(rain_scale)
+    with console.status("sweeping…") as status:
+        df = sweep(file, scales, progress=lambda k: status.update(f"rain × {k:g}…"))
+    console.print(escape(sweep_text(df)), highlight=False)
 
 
 def _now_option(value: str | None) -> dt.datetime:
