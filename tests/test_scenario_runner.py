@@ -1,14 +1,16 @@
 """ewarn.scenarios.runner: every example scenario runs; outputs, summary.json, determinism, no SMS.
 
-The four examples of scenarios/ run once per session (module fixture) on the
-demo region, built once into a session-wide cache folder that
-test_scenario_compare.py shares (same folder under pytest's base temp).
+The four examples of scenarios/ run once per session (:func:`shared_run`,
+which test_scenario_compare.py imports) on the demo region, built once into a
+session-wide cache folder under pytest's base temp.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import geopandas as gpd
@@ -33,42 +35,46 @@ def _base(factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-class _NoSend:
-    """Everything that could queue or send a message, replaced by a recorder that fails."""
+@contextmanager
+def no_send() -> Iterator[None]:
+    """Everything that could queue or send a message raises (a run that tries fails)."""
 
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def trap(self, name: str):
+    def trap(name: str):
         def fail(*args, **kwargs):
-            self.calls.append(name)
             raise AssertionError(f"{name} called by a scenario run")
 
         return fail
 
+    import ewarn.alerts.gateways as gateways
+    import ewarn.alerts.outbox as outbox
+    import ewarn.alerts.service as service
 
-@pytest.fixture(scope="module")
-def no_send():
-    rec = _NoSend()
     with pytest.MonkeyPatch.context() as mp:
-        import ewarn.alerts.gateways as gateways
-        import ewarn.alerts.outbox as outbox
-        import ewarn.alerts.service as service
+        mp.setattr(gateways, "load_gateway", trap("load_gateway"))
+        mp.setattr(service, "enqueue_alerts", trap("enqueue_alerts"))
+        mp.setattr(service, "dispatch", trap("dispatch"))
+        mp.setattr(service, "enqueue", trap("outbox.enqueue"))
+        mp.setattr(outbox, "enqueue", trap("outbox.enqueue"))
+        mp.setattr(outbox.Dispatcher, "run_until_empty", trap("Dispatcher.run_until_empty"))
+        yield
 
-        mp.setattr(gateways, "load_gateway", rec.trap("load_gateway"))
-        mp.setattr(service, "enqueue_alerts", rec.trap("enqueue_alerts"))
-        mp.setattr(service, "dispatch", rec.trap("dispatch"))
-        mp.setattr(service, "enqueue", rec.trap("outbox.enqueue"))
-        mp.setattr(outbox, "enqueue", rec.trap("outbox.enqueue"))
-        mp.setattr(outbox.Dispatcher, "run_until_empty", rec.trap("Dispatcher.run_until_empty"))
-        yield rec
+
+#: Runs of the examples, once per session; test_scenario_compare.py imports :func:`shared_run`.
+_RUNS: dict[str, ScenarioResult] = {}
+
+
+def shared_run(factory: pytest.TempPathFactory, name: str) -> ScenarioResult:
+    """The example ``name`` run once per session (with every way to send a message trapped)."""
+    if name not in _RUNS:
+        base = _base(factory)
+        with no_send():
+            _RUNS[name] = run_scenario(EXAMPLES / f"{name}.toml", base / name, cache_dir=base / "cache")
+    return _RUNS[name]
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, no_send) -> dict[str, ScenarioResult]:
-    base = _base(tmp_path_factory)
-    return {name: run_scenario(EXAMPLES / f"{name}.toml", base / name, cache_dir=base / "cache")
-            for name in NAMES}
+def results(tmp_path_factory) -> dict[str, ScenarioResult]:
+    return {name: shared_run(tmp_path_factory, name) for name in NAMES}
 
 
 def test_every_example_writes_its_outputs(results):
@@ -167,8 +173,19 @@ def test_bridge_out_closes_the_valley_road(results):
     assert cut["unreachable"] > base["unreachable"] == 0
 
 
-def test_no_sms_is_queued_or_sent(results, no_send):
-    assert no_send.calls == []
+def test_no_sms_is_queued_or_sent(results):
+    """The runs were made with every gateway, enqueue and dispatch trapped (:func:`no_send`)."""
+    from ewarn.alerts import gateways, outbox
+    from ewarn.config import AlertSettings
+
+    with no_send():
+        with pytest.raises(AssertionError, match="load_gateway"):
+            gateways.load_gateway("file", AlertSettings(), {})
+        with pytest.raises(AssertionError):
+            outbox.enqueue(None, None)
+        res = results["yagi-2024"]
+        again = runner.message_previews(res.region, res.assessment, now=dt.datetime(2024, 9, 7, 12))
+    pd.testing.assert_frame_equal(again, res.previews)
     for res in results.values():
         pv = res.previews
         assert len(pv) == res.summary["messages"]["count"] > 0
@@ -224,10 +241,12 @@ def test_a_failed_write_keeps_the_previous_outputs(results, tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert [p.name for p in out.iterdir()] == ["old.txt"]
     monkeypatch.undo()
-    write_outputs(res, out, write_report=False)
+    try:
+        write_outputs(res, out, write_report=False)
+    finally:
+        res.out = original  # shared with other tests
     assert (out / "summary.json").is_file() and not (out / "old.txt").exists()
     assert sorted(p.name for p in out.iterdir()) == [f for f in res.summary["outputs"] if f != "report.html"]
-    res.out = original
 
 
 def test_the_demo_region_is_built_once_and_reused(results, tmp_path_factory, monkeypatch):
