@@ -268,3 +268,17 @@ def test_default_out_is_beside_the_scenario(tmp_path):
 
     sc = parse_scenario('[scenario]\nname = "x"\n', tmp_path / "my-case.toml")
     assert runner.default_out(sc) == tmp_path.resolve() / "out" / "my-case"
+
+
+def test_output_list_follows_the_scenario(tmp_path):
+    from ewarn.scenarios.schema import parse_scenario
+
+    sc = parse_scenario('[scenario]\nname = "x"\n[outputs]\nfiles = ["levels.csv", "relocation.csv"]\n',
+                        tmp_path / "a.toml")
+    assert runner._output_names(sc) == ["levels.csv", "relocation.csv", "relocation_sites.csv",
+                                        "summary.json"]
+    assert runner._wants_relocation(sc)
+    sc = parse_scenario('[scenario]\nname = "x"\n', tmp_path / "b.toml")
+    assert not runner._wants_relocation(sc)
+    names = runner._output_names(sc, report=False)
+    assert "report.html" not in names and {"plan.csv", "shelters.csv", "closures.csv"} <= set(names)

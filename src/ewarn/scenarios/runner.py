@@ -16,12 +16,13 @@
    close), exactly as :func:`ewarn.pipeline.plan_cycle` does;
 6. the plan: :func:`ewarn.routing.plan.plan_evacuation` with
    :class:`~ewarn.routing.plan.PlanOptions` from the scenario's options, mode
-   and road closures; with ``options.relocation`` also
+   and road closures; with ``options.relocation`` (or ``relocation.csv``
+   among the outputs) also
    :func:`~ewarn.routing.plan.permanent_relocation` (sites: the shelters of
    kind ``resettlement``, those the scenario opens included);
 7. message previews: :func:`ewarn.alerts.service.preview` on a throw-away
-   SQLite database (empty alert state: every warning is new). Nothing is
-   queued, no gateway is opened, no SMS is ever sent.
+   in-memory SQLite database (empty alert state: every warning is new).
+   Nothing is queued, no gateway is opened, no SMS is ever sent.
 
 The plan starts ("now") at the forecast reference time: a planner's what-if
 asks what the plan would have been when the forecast was issued. The demo
@@ -340,7 +341,7 @@ def execute(scenario: Scenario, prep: Prepared, out: Path, *, report: bool = Tru
                                cache_dir=prep.cache / "roads", road_cells=road_cells)
     notes += [f"warning: {w}" for w in plan.warnings]
     relocation = None
-    if scenario.options.relocation:
+    if _wants_relocation(scenario):
         with _stage(scenario, "permanent relocation"):
             susceptibility = cells["susceptibility"] if cells is not None else None
             relocation = permanent_relocation(region, susceptibility=susceptibility, network=prep.network,
@@ -362,9 +363,10 @@ def message_previews(region: Region, assessment: xr.Dataset, *, now: dt.datetime
                      settings: Any = None) -> pd.DataFrame:
     """What the alerts stage would queue for this assessment, as previews (never sent).
 
-    Calls :func:`ewarn.alerts.service.preview` on a throw-away SQLite
-    database (no alert state: every warning is new), demo contacts included
-    (nothing reaches a phone).
+    Calls :func:`ewarn.alerts.service.preview` on a throw-away in-memory
+    SQLite database (not the cached engine of ``Store.open``; no alert
+    state: every warning is new), demo contacts included (nothing reaches a
+    phone, nothing is written anywhere).
 
     Parameters
     ----------
@@ -381,17 +383,20 @@ def message_previews(region: Region, assessment: xr.Dataset, *, now: dt.datetime
         commune, commune_name, kind, hazard, level, recipient (masked),
         contact_name, language, unaccented, segments, encoding, text.
     """
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
     from ewarn.alerts.service import preview
     from ewarn.config import AlertSettings
     from ewarn.store import Store
 
     settings = settings or AlertSettings()
-    with tempfile.TemporaryDirectory(prefix="ewarn-previews-") as tmp:
-        store = Store.open("sqlite:///" + str(Path(tmp) / "previews.db"))
-        try:
-            frame = preview(store, region, assessment, settings, now=now, include_demo=True)
-        finally:
-            store.engine.dispose()
+    store = Store(create_engine("sqlite://", poolclass=StaticPool))  # one connection: the tables live on
+    try:
+        store.ensure()
+        frame = preview(store, region, assessment, settings, now=now, include_demo=True)
+    finally:
+        store.engine.dispose()
     return frame.drop(columns=["queued"], errors="ignore").reset_index(drop=True)
 
 
@@ -399,13 +404,16 @@ def message_previews(region: Region, assessment: xr.Dataset, *, now: dt.datetime
 PLAN_EXTRA_FILES = ("assisted.csv", "closures.csv", "communes.csv", "shelters.csv")
 
 
+def _wants_relocation(scenario: Scenario) -> bool:
+    """``options.relocation``, or relocation.csv among the outputs (the planner asked for the list)."""
+    return scenario.options.relocation or "relocation.csv" in scenario.outputs.files
+
+
 def _output_names(scenario: Scenario, *, report: bool = True) -> list[str]:
     """The files a run writes (sorted): the scenario's list, plan extras, relocation, summary.json."""
     files = set(scenario.outputs.files) | {"summary.json"}
-    if scenario.options.relocation:
-        files.add("relocation.csv")
-    if "relocation.csv" in files:
-        files.add("relocation_sites.csv")
+    if _wants_relocation(scenario):
+        files.update(("relocation.csv", "relocation_sites.csv"))
     if files & {"plan.csv", "routes.geojson"}:
         files.update(PLAN_EXTRA_FILES)
     if not report:
