@@ -277,7 +277,7 @@ def prepare(scenario: Scenario, cache_root: Path) -> Prepared:
     """
     from ewarn.routing.graph import region_network
 
-    cache = cache_root / "cache"
+    cache = Path(cache_root)  # terrain/, communegrid/, roads/ as in a workspace's cache folder
     with _stage(scenario, "region"):
         region, notes = _load_region(scenario, cache_root)
     changed = apply_changes(region, scenario.changes, seed=scenario.scenario.seed, file=str(scenario.file))
@@ -437,8 +437,11 @@ def run_scenario(path: Path | str, out: Path | str | None = None, *, cache_dir: 
     out : Path or str, optional
         Output folder (replaced as a whole); default :func:`default_out`.
     cache_dir : Path, optional
-        Cache of the demo region and of the terrain, commune-grid and road
-        derivatives; default :func:`default_cache_dir`.
+        Cache of the demo region (``demo-region-<seed>/``) and of the
+        terrain, commune-grid and road derivatives (``terrain/``,
+        ``communegrid/``, ``roads/``: the layout of a workspace's ``cache``
+        folder, so a workspace's cache can be shared); default
+        :func:`default_cache_dir`.
     write_report : bool
         Write ``report.html`` (when the scenario's outputs list it).
 
