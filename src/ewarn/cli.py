@@ -555,7 +555,8 @@ def relocation(
     opts = PlanOptions.from_settings(ws.settings.routing, **({"mode": mode} if mode else {}))
     with console.status("finding the households on very-high susceptibility ground…"):
         result = permanent_relocation(Region.load(ws.region_dir), sites=table, options=opts,
-                                      cache_dir=ws.path("cache", "roads"), terrain_cache_dir=ws.path("cache"))
+                                      cache_dir=ws.path("cache", "roads"),
+                                      terrain_cache_dir=ws.path("cache", "terrain"))
     folder = write_relocation(result, ws.path("plans", "relocation"))
     s = result.summary()
     console.print_json(data={k: v for k, v in s.items() if not isinstance(v, list)})
@@ -712,7 +713,7 @@ def scenario_compare(
     language: Annotated[str, typer.Option(help="vi | en")] = "vi",
 ) -> None:
     """Side-by-side summary metrics of several scenarios, with the differences from the first."""
-    from ewarn.scenarios.compare import compare, compare_text
+    from ewarn.scenarios.compare import compare, compare_text, labelled
     from ewarn.scenarios.report import render_comparison
 
     setup_logging("WARNING")
@@ -721,7 +722,7 @@ def scenario_compare(
     console.print(escape(compare_text(df, language)), highlight=False)
     if html is not None:
         tmp = html.with_name(f".{html.name}.tmp")
-        tmp.write_text(render_comparison(df, language=language), encoding="utf-8")
+        tmp.write_text(render_comparison(labelled(df, language), language=language), encoding="utf-8")
         os.replace(tmp, html)
         console.print(f"comparison: {html}")
 
