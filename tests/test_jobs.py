@@ -121,8 +121,6 @@ def test_retention_counts_the_limit_from_now(ret_ws):
     assert not fc.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="jobs.retention: an undeletable file raises out of the job "
-                   "(Path.unlink OSError is not caught); wanted: log it, keep that cycle's rows, go on")
 def test_retention_keeps_the_rows_of_a_file_it_cannot_delete(ret_ws):
     ws = ret_ws
     stuck, _ = _add_cycle(ws, "gfs", NOW - 30 * DAY, files=False)
@@ -272,15 +270,12 @@ def _incidents(ws: Workspace) -> list[dict]:
         return [dict(r) for r in conn.execute(select(incidents).order_by(incidents.c.id)).mappings()]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xarray's backend discovery imports cfgrib → eccodes, whose eckitlib wheel loads its own "
-    "libsqlite3 3.26 globally; if that happens before sqlite3 and pyproj are imported, Python's sqlite3 "
-    "binds to it (no RETURNING: outbox.claim fails) and PROJ loses its database (CRSError, sometimes "
-    "'double free or corruption'). Fix wanted: 'import sqlite3' and 'import pyproj' first in "
-    "ewarn/__init__.py"))
 def test_poll_in_a_process_that_read_netcdf_first(drop_ws, storm):
     """A fresh process that opens a NetCDF file (e.g. the region's terrain) before its first database
-    access still runs a cycle: the poll is 'ok', never an exception out of the job."""
+    access still runs a cycle: the poll is 'ok', never an exception out of the job.
+
+    xarray's backend discovery imports cfgrib → eccodes, whose wheel loads its own libsqlite3 3.26
+    globally; ewarn/__init__.py imports sqlite3 and pyproj first so they keep the right libraries."""
     ws = drop_ws
     path = _drop(ws, storm, _now_hour() - 3 * HOUR, 1)
     code = ("import xarray as xr; from ewarn import jobs; import sys;"

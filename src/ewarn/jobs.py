@@ -135,12 +135,17 @@ def retention(root: str, *, now: dt.datetime | None = None) -> dict[str, int]:
             newest[src] = max(newest.get(src, cyc), cyc)
         old = {(src, cyc, p) for src, cyc, p in rows
                if _aware(cyc) < cutoff and cyc != newest[src]}
-        for _src, _cyc, p in old:
+        stuck: set[tuple[str, dt.datetime]] = set()
+        for src, cyc, p in old:
             if p:
                 path = Path(p) if Path(p).is_absolute() else ws.root / p
-                path.unlink(missing_ok=True)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:  # keep its rows: the file is still there, try again next time
+                    log.error("retention: cannot delete %s (%s); its %s rows are kept", path, exc, key)
+                    stuck.add((src, cyc))
         with store.engine.begin() as conn:
-            for src, cyc in {(src, cyc) for src, cyc, _ in old}:
+            for src, cyc in {(src, cyc) for src, cyc, _ in old} - stuck:
                 conn.execute(delete(table).where(table.c.source == src, table.c.cycle == cyc))
                 removed[key] += 1
     if any(removed.values()):
