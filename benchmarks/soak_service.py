@@ -144,9 +144,10 @@ def configure(ws: Path, window_hours: float) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def start_service(ws: Path, port: int, log: Path) -> subprocess.Popen:
+def start_service(ws: Path, port: int, log: Path,
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EWARN_", "TWILIO_"))}
-    env.update({"COLUMNS": "200", "NO_COLOR": "1"})
+    env.update({"COLUMNS": "200", "NO_COLOR": "1", **(extra_env or {})})
     with log.open("w", encoding="utf-8") as out:  # a file, not a pipe: nothing to drain, nothing blocks
         return subprocess.Popen([sys.executable, "-m", "ewarn.cli", "serve", "--port", str(port),
                                  "-w", str(ws)], stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -367,12 +368,14 @@ def report(feeder: Feeder, sampler: Sampler, idle: list[int], minutes: float, in
     idle_med = statistics.median(idle) if idle else float("nan")
     floor_g = growth(min(rss_first), min(rss_last))
     peak_g = growth(max(rss_first), max(rss_last))
-    # a straight line through the steady RSS (per-sample), as MB per 100 cycles
-    t_s = sampler.between(steady[0].dropped_mono, steady[-1].finished_mono)
+    # the floor of each steady cycle (lowest RSS from its drop to the next drop), and its trend
+    ends = [d.dropped_mono for d in steady[1:]] + [steady[-1].finished_mono + 1.0]
+    floors = [min(got) for d, e in zip(steady, ends, strict=True)
+              if (got := sampler.between(d.dropped_mono, e))]
     per_100 = float("nan")
-    if len(t_s) > 2 and len(steady) > 1:
-        slope = np.polyfit(np.arange(len(t_s)), np.asarray(t_s, float), 1)[0]  # bytes per sample
-        per_100 = slope * len(t_s) / len(steady) * 100
+    if len(floors) > 2:
+        per_100 = float(np.polyfit(np.arange(len(floors)), floors, 1)[0]) * 100
+    t_s = sampler.between(steady[0].dropped_mono, steady[-1].finished_mono)
     rows += [
         ("steady cycles", f"{len(steady)}", "", "", "(info)", None),
         ("latency p50 / p95 / max [s]", f"{pct(lat, 50):.1f} / {pct(lat, 95):.1f} / {max(lat):.1f}",
@@ -391,11 +394,23 @@ def report(feeder: Feeder, sampler: Sampler, idle: list[int], minutes: float, in
          peak_g <= GROWTH_LIMIT_PCT),
         ("RSS peak growth [%]", f"{peak_g:+.1f}", "", "", f"≤ {GROWTH_LIMIT_PCT:g} %",
          peak_g <= GROWTH_LIMIT_PCT),
-        ("RSS trend over steady state [MB / 100 cycles]", f"{per_100 / 2**20:+.1f}", "", "", "(info)", None),
+        ("RSS floor trend, steady cycles [MB / 100 cycles]", f"{per_100 / 2**20:+.1f}", "", "", "(info)",
+         None),
         ("RSS samples (steady)", f"{len(t_s)}", "", "", "(info)", None),
     ]
     print_table(rows)
     return ok and floor_g <= GROWTH_LIMIT_PCT and peak_g <= GROWTH_LIMIT_PCT
+
+
+def save_samples(folder: Path, sampler: Sampler, feeder: Feeder) -> None:
+    """``rss.csv`` (seconds since the first sample, RSS [MB]) and ``cycles.csv`` (per dropped cycle)."""
+    t0 = sampler.samples[0][0] if sampler.samples else 0.0
+    (folder / "rss.csv").write_text("t_s,rss_mb\n" + "".join(
+        f"{t - t0:.1f},{r / 2**20:.1f}\n" for t, r in sampler.samples), encoding="utf-8")
+    (folder / "cycles.csv").write_text("cycle,status,dropped_s,finished_s,latency_s\n" + "".join(
+        f"{d.cycle:%Y-%m-%dT%H}Z,{d.status},{d.dropped_mono - t0:.1f},"
+        f"{'' if d.finished_mono is None else f'{d.finished_mono - t0:.1f}'},"
+        f"{'' if d.latency is None else f'{d.latency:.2f}'}\n" for d in feeder.drops), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- main
@@ -406,8 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=20.0,
                    help="a cycle dropped every N seconds (default 20)")
     p.add_argument("--sample", type=float, default=2.0, help="RSS sampled every N seconds (default 2)")
-    p.add_argument("--keep", type=Path, default=None, help="keep the workspace in this (new) folder")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="keep the workspace, the service log and the samples (rss.csv, cycles.csv) in this "
+                   "(new) folder")
+    p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment of the service, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
     args = p.parse_args(argv)
+    extra_env = dict(item.split("=", 1) for item in args.service_env)
     minutes = 3.0 if args.quick else args.minutes
     n_cycles = max(1, int(minutes * 60 // args.interval))
     window_h = CYCLE_STEP_HOURS * n_cycles + 72 + 48  # the last cycle's forecast, with room
@@ -439,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{region.roads.number_of_nodes()} road nodes; terrain {dict(region.terrain.sizes)}; "
               f"up to {n_cycles} cycles; workspace {ws}", flush=True)
 
-        proc = start_service(ws, port, log)
+        proc = start_service(ws, port, log, extra_env)
         end = time.monotonic() + 300
         while not healthy(port):
             if proc.poll() is not None or time.monotonic() > end:
@@ -477,7 +497,11 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.monotonic() - start
         sampler.stop.set()
         sampler.join()
+        if extra_env:
+            print(f"service environment: {' '.join(f'{k}={v}' for k, v in extra_env.items())}")
         passed = report(feeder, sampler, idle, minutes, args.interval, wall, log, ws)
+        if args.keep is not None:
+            save_samples(root, sampler, feeder)
         print(f"soak: {'PASS' if passed else 'MISS'}")
         return 0
     finally:
