@@ -577,13 +577,14 @@ def serve(
 
     import uvicorn
 
-    from ewarn.scheduler import ServiceLock, build_scheduler, job_specs, schedule_jobs
+    from ewarn.scheduler import ServiceLock, build_scheduler, job_specs, limit_malloc_arenas, schedule_jobs
     from ewarn.store import Store
     from ewarn.web import create_app
 
     ws = _ws(workspace)
     svc = ws.settings.service
     lock = ServiceLock(ws.root).acquire()
+    limit_malloc_arenas()  # before the worker threads start: keeps the service's memory flat
     try:
         Store.open(ws.database_url).ensure()
         specs = job_specs(ws)

@@ -72,6 +72,10 @@ def forecast_cycle(root: str, source: str) -> str:
         log.error("source %s: %s", source, exc)
         return "failed"
     log.info("source %s cycle %s: %s", source, result.cycle, result.status)
+    if result.status == "ok":
+        from ewarn.scheduler import release_free_memory
+
+        release_free_memory()  # a cycle's large numpy buffers are freed: hand the pages back
     return result.status
 
 
