@@ -71,8 +71,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nationwide import BOX, forecast_dataset, grid, nationwide_region, storm_rain
 from _timing import timed
 
+from ewarn.hazard_models.cell_runs import default_threads
 from ewarn.hazard_models.rainfall import DEFAULT_WINDOWS_H
-from ewarn.hazard_models.zonal import CommuneGrid, _cells_major_blocks
+from ewarn.hazard_models.zonal import CommuneGrid
 
 ROLL_STEPS = 12  # steps of the xarray rolling baseline, scaled to the forecast length
 ENS_MEMBERS, ENS_STEP = 51, 0.1
@@ -195,15 +196,23 @@ def main() -> int:
         del res
     tab.add("ewarn assess, cached weights, cell_indices=False", t_lvl, "(a)", t_lvl / t_sum, "<= 5 (a)",
             t_lvl <= 5 * t_sum)
-    # where the level path's time goes: its one zonal product, as assess does it (scipy's CSR kernel
-    # wants the field cells-major, so the time-major field is transposed 8 rows at a time)
-    w32 = sp.csr_matrix(cg._mean_area, dtype=np.float32)
+    # where the level path's time goes: its one zonal product (the weights as runs of cells, the
+    # time-major field read in memory order), beside scipy's CSR kernel on the same matrix, which
+    # needs the field cells-major (transposed 8 steps at a time, the layout assess used before)
     flat = rain.reshape(rain.shape[0], -1)
-    t_tr, cells_major = timed(lambda: [b for _, b in _cells_major_blocks(flat)], repeat=3)
+    runs = cg.runs("area")
+    t_runs1, _ = timed(lambda: runs.matmul(flat, threads=1), repeat=3)
+    t_runs, _ = timed(lambda: runs.matmul(flat), repeat=3)
+    w32 = sp.csr_matrix(cg._mean_area, dtype=np.float32)
+    t_tr, cells_major = timed(lambda: [np.ascontiguousarray(flat[i:i + 8].T)
+                                       for i in range(0, flat.shape[0], 8)], repeat=3)
     t_mv, _ = timed(lambda: [w32 @ b for b in cells_major], repeat=3)
     cells_major = None
-    tab.add("  of which: cells-major transposes, 8 steps at a time", t_tr, "(a)", t_tr / t_sum)
-    tab.add("  of which: sparse product W @ field (scipy CSR)", t_mv, "(a)", t_mv / t_sum)
+    tab.add(f"  of which: zonal product, cell runs, {default_threads()} thread(s)", t_runs, "(a)",
+            t_runs / t_sum)
+    tab.add("  the same product, cell runs, 1 thread", t_runs1, "(a)", t_runs1 / t_sum)
+    tab.add("  (before) cells-major transposes, 8 steps at a time", t_tr, "(a)", t_tr / t_sum)
+    tab.add("  (before) + scipy CSR product W @ field", t_mv, "(a)", t_mv / t_sum)
     if assess is not None:
         t_cell, res = timed(lambda: load(assess(fc, region, cache_dir=cache, options=cell)),
                             repeat=args.repeat)

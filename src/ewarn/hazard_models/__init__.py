@@ -9,6 +9,8 @@ terrain stack (pyflwdir, numba) or the database layer:
 * :mod:`~ewarn.hazard_models.rainfall` — accumulations, antecedent indices, rain days;
 * :mod:`~ewarn.hazard_models.levels` — Decision 18/2021 Articles 44, 46 and 4;
 * :mod:`~ewarn.hazard_models.zonal` — :class:`CommuneGrid` (commune × cell weights);
+* :mod:`~ewarn.hazard_models.cell_runs` — :class:`CellRuns`, the weights as runs of
+  consecutive cells (numba products streaming a time-major field);
 * :mod:`~ewarn.hazard_models.terrain` — slope, flow network, susceptibility;
 * :mod:`~ewarn.hazard_models.flash_flood` — SCS flash-flood guidance, ERIC-style index;
 * :mod:`~ewarn.hazard_models.landslide` — LHASA / ID thresholds / infinite slope;
@@ -27,7 +29,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("rainfall", "levels", "zonal", "terrain", "flash_flood", "landslide", "assess", "cells")
+_MODULES = ("rainfall", "levels", "zonal", "cell_runs", "terrain", "flash_flood", "landslide", "assess",
+            "cells")
 
 _EXPORTS: dict[str, tuple[str, str]] = {}
 _NAMES = {
@@ -44,6 +47,9 @@ _NAMES = {
     """,
     "zonal": """
         EARTH_RADIUS_KM CommuneGrid CommuneGridError GridMismatchError cell_areas_km2 grid_edges
+    """,
+    "cell_runs": """
+        CellRuns
     """,
     "terrain": """
         D8_NODATA EARTH_RADIUS_M TerrainInputError TerrainParameters derive_terrain flow_network

@@ -44,7 +44,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import xarray as xr
 from sqlalchemy import (
     Column,
@@ -63,8 +62,9 @@ from sqlalchemy import (
 from ewarn import __version__
 from ewarn.errors import EwarnError
 from ewarn.hazard_models import flash_flood, landslide, levels, rainfall
+from ewarn.hazard_models.cell_runs import CellRuns
 from ewarn.hazard_models.tables import TABLES_DIR, TableReader, load_cached
-from ewarn.hazard_models.zonal import CommuneGrid, _cells_major_blocks
+from ewarn.hazard_models.zonal import CommuneGrid
 from ewarn.region import Region
 from ewarn.store import Store, metadata, utcnow
 from ewarn.store import as_utc as _aware
@@ -191,23 +191,28 @@ def _assess_parameters(path: Path) -> AssessParameters:
 # --------------------------------------------------------------------------- zonal kernels
 
 
-def _zonal_mean_kernel(x: np.ndarray, w: sp.csr_matrix) -> np.ndarray:
+#: Decimals [mm] kept of the commune-mean rain (forecasts resolve 0.1 mm; 1e-6 mm removes the
+#: floating-point noise of the weights, see :func:`_zonal_mean_kernel`).
+MEAN_DECIMALS = 6
+
+
+def _zonal_mean_kernel(x: np.ndarray, runs: CellRuns) -> np.ndarray:
     """``W @ x`` over the flattened last two dims of ``x`` (leading dims kept), float64 out.
 
-    ``W`` has the input's float precision (float32 weights for a float32
-    forecast: scipy then multiplies without upcasting a copy of the field;
-    relative error ~1e-6 for communes of 100s of cells, far below the 0.1 mm
-    resolution of rain forecasts). scipy's CSR × dense kernel wants the field
-    cells-major: it is transposed a few rows at a time
-    (:func:`ewarn.hazard_models.zonal._cells_major_blocks`; transposing a
-    whole time-major national field at once took 3/4 of the product).
+    ``W`` (row-normalized area weights) is stored as runs of consecutive
+    cells (:class:`ewarn.hazard_models.cell_runs.CellRuns`): the time-major
+    field is read in memory order as it is, no cells-major transpose and no
+    float64 copy (the float32 rain is summed in float64 as it is read).
+
+    The means are rounded to :data:`MEAN_DECIMALS` decimals [mm]: the
+    normalized weights of a commune sum to 1 only within ~1e-16, so the
+    mean of a uniform 10 mm/h would come out as 9.999999999999998 and five
+    such hours would miss a 50 mm threshold they reach exactly.
     """
     lead = x.shape[:-2]
-    flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
-    out = np.empty((flat.shape[0], w.shape[0]), np.float64)
-    for rows, block in _cells_major_blocks(flat):
-        out[rows] = (w @ block).T
-    return out.reshape(*lead, w.shape[0])
+    out = runs.matmul(x.reshape(-1, x.shape[-2] * x.shape[-1]))
+    np.round(out, MEAN_DECIMALS, out=out)
+    return out.reshape(*lead, runs.shape[0])
 
 
 class _GridCache:
@@ -215,7 +220,7 @@ class _GridCache:
 
     def __init__(self) -> None:
         self._grids: dict[tuple[int, bytes, bytes], CommuneGrid] = {}
-        self._mats: dict[tuple[str, str], sp.csr_matrix] = {}
+        self._mats: dict[str, CellRuns] = {}
 
     def grid(self, lat: np.ndarray, lon: np.ndarray, communes: Any, cache_dir: Path | None,
              source: str) -> CommuneGrid:
@@ -227,11 +232,11 @@ class _GridCache:
             weakref.finalize(communes, self._grids.pop, key, None)
         return g
 
-    def mean_matrix(self, grid: CommuneGrid, dtype: np.dtype) -> sp.csr_matrix:
-        key = (grid.key, np.dtype(dtype).str)
+    def mean_runs(self, grid: CommuneGrid) -> CellRuns:
+        key = grid.key
         m = self._mats.get(key)
         if m is None:
-            m = sp.csr_matrix(grid._mean_area, dtype=dtype)  # row-normalized area weights
+            m = grid.runs("area")  # row-normalized area weights
             if len(self._mats) > 8:
                 self._mats.clear()
             self._mats[key] = m
@@ -244,10 +249,10 @@ _GRIDS = _GridCache()
 def _zonal_mean(da: xr.DataArray, grid: CommuneGrid) -> xr.DataArray:
     """Area-weighted commune mean of ``da`` (..., latitude, longitude) → (..., commune); dask-ready."""
     dtype = np.float32 if da.dtype == np.float32 else np.float64
-    w = _GRIDS.mean_matrix(grid, dtype)
+    runs = _GRIDS.mean_runs(grid)
     da = da.astype(dtype, copy=False)
     out = xr.apply_ufunc(
-        _zonal_mean_kernel, da, kwargs={"w": w}, input_core_dims=[["latitude", "longitude"]],
+        _zonal_mean_kernel, da, kwargs={"runs": runs}, input_core_dims=[["latitude", "longitude"]],
         output_core_dims=[["commune"]], dask="parallelized", output_dtypes=[np.float64],
         dask_gufunc_kwargs={"output_sizes": {"commune": grid.n_communes}}, keep_attrs=False)
     return out.assign_coords(commune=grid.codes.astype(str))

@@ -9,9 +9,11 @@ grid cell ``j`` covered by commune ``i`` [-], computed by exactextract
 ``(latitude, longitude)`` of the grid as ewarn stores it (latitude ascending):
 ``j = i_lat * n_lon + i_lon``.
 
-Each statistic is then one sparse matrix product (or one gather + reduceat)
+Each statistic is then one sparse matrix product (or one sparse maximum)
 over a field whose LAST two dims are ``(latitude, longitude)``, with any
 leading dims (member, time, window): no Python loop over communes or cells.
+The products stream a time-major field in memory order through the matrix
+stored as runs of consecutive cells (:mod:`ewarn.hazard_models.cell_runs`).
 Weights are ``C[i, j] * A_j`` with ``A_j`` the area of cell ``j`` on the
 sphere [km²], because lon/lat cells shrink with cos(latitude).
 
@@ -26,7 +28,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +39,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from ewarn.errors import EwarnError, Problem, ValidationError
+from ewarn.hazard_models.cell_runs import CellRuns
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -378,6 +381,32 @@ class CommuneGrid:
     def _mean_coverage(self) -> sp.csr_matrix:
         return _row_normalize(self.coverage)
 
+    @cached_property
+    def _runs(self) -> dict[str, CellRuns]:
+        """The matrices of the statistics as runs of cells, built on first use of each."""
+        return {}
+
+    def runs(self, which: Literal["area", "coverage", "total"]) -> CellRuns:
+        """One of the weight matrices as :class:`~ewarn.hazard_models.cell_runs.CellRuns` (cached).
+
+        Parameters
+        ----------
+        which : {"area", "coverage", "total"}
+            Row-normalized area weights (:meth:`mean`), row-normalized coverage
+            (``weighting="coverage"``) or the raw coverage fractions
+            (:meth:`total`, :meth:`maximum`).
+
+        Returns
+        -------
+        CellRuns
+        """
+        r = self._runs.get(which)
+        if r is None:
+            m = {"area": lambda: self._mean_area, "coverage": lambda: self._mean_coverage,
+                 "total": lambda: self.coverage}[which]()
+            r = self._runs[which] = CellRuns.from_sparse(m)
+        return r
+
     # ----------------------------------------------------------------- statistics
 
     def mean(self, field: Any, weighting: Weighting = "area") -> Any:
@@ -399,8 +428,9 @@ class CommuneGrid:
         numpy.ndarray or xarray.DataArray
             Leading dims + ``commune`` (NaN where a covered cell is NaN).
         """
-        m = self._normalized(weighting)
-        return self._apply(field, lambda x: _matmul(m, x), "mean")
+        self._normalized(weighting)  # checks the name
+        runs = self.runs(weighting)
+        return self._apply(field, lambda x: _matmul(runs, x), "mean")
 
     def total(self, per_cell: Any) -> Any:
         """Sum over each commune of a per-cell quantity, shared by coverage: ``Σ_j C_ij q_j``.
@@ -416,8 +446,8 @@ class CommuneGrid:
         numpy.ndarray or xarray.DataArray
             Leading dims + ``commune``, same unit as ``per_cell``.
         """
-        m = self.coverage
-        return self._apply(per_cell, lambda x: _matmul(m, x), "total")
+        runs = self.runs("total")
+        return self._apply(per_cell, lambda x: _matmul(runs, x), "total")
 
     def maximum(self, field: Any) -> Any:
         """Maximum of a field over the cells each commune covers (coverage > 0).
@@ -432,8 +462,8 @@ class CommuneGrid:
         numpy.ndarray or xarray.DataArray
             Leading dims + ``commune``; NaN when a covered cell is NaN.
         """
-        m = self.coverage
-        return self._apply(field, lambda x: _sparse_max(m, x), "maximum")
+        runs = self.runs("total")
+        return self._apply(field, lambda x: _sparse_max(runs, x), "maximum")
 
     def fraction_above(self, field: Any, threshold: Any) -> Any:
         """Share of each commune's area where ``field > threshold`` [-].
@@ -486,8 +516,8 @@ class CommuneGrid:
                                     "cell)")
         w = sp.csr_matrix(self.coverage.multiply(e.ravel()[None, :]))
         w.eliminate_zeros()
-        m = _row_normalize(w)
-        return self._apply(field, lambda x: _matmul(m, x), "exposure_weighted")
+        runs = CellRuns.from_sparse(_row_normalize(w))
+        return self._apply(field, lambda x: _matmul(runs, x), "exposure_weighted")
 
     def households_per_cell(self, lon: Any, lat: Any, weights: Any = None) -> np.ndarray:
         """Bin points (households) onto the grid.
@@ -556,54 +586,31 @@ def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv) @ m)
 
 
-#: Leading rows (time steps, members × times) transposed and multiplied at a time.
-BLOCK_ROWS = 8
+def _matmul(runs: CellRuns, x: np.ndarray) -> np.ndarray:
+    """``W @ x`` over the last two (flattened) dims of ``x`` in float64; leading dims kept.
 
-
-def _cells_major_blocks(flat: np.ndarray, dtype: Any = None) -> Iterator[tuple[slice, np.ndarray]]:
-    """``(rows, block)``: :data:`BLOCK_ROWS` rows of ``flat`` (lead, cells) at a time, as (cells, rows).
-
-    scipy's sparse kernels want the field cells-major; transposing a whole
-    time-major national field in one go (strided writes, one cache line per
-    value) costs more than the sparse product itself, and a cells-major
-    copy of all of it doubles the memory. Blocks of 8 rows (each cell's 8
-    values fill half a cache line) are 3-4x faster to transpose and keep
-    one block in memory; the results are the same numbers (each output row
-    is reduced over the same cells in the same order).
+    Rows of ``W`` without weights (no exposure) are NaN.
     """
-    for i in range(0, flat.shape[0], BLOCK_ROWS):  # a few blocks of rows, each vectorized over cells
-        rows = slice(i, min(i + BLOCK_ROWS, flat.shape[0]))
-        yield rows, np.ascontiguousarray(flat[rows].T, dtype=dtype)
-
-
-def _matmul(m: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
-    """``m @ x`` over the last two (flattened) dims of ``x`` in float64; leading dims kept."""
     lead = x.shape[:-2]
     x = np.asarray(x)
-    flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
-    out = np.empty((flat.shape[0], m.shape[0]), np.result_type(m.dtype, np.float64))
-    for rows, block in _cells_major_blocks(flat, np.float64):  # cast block by block: no float64 copy
-        out[rows] = (m @ block).T
-    # rows whose weights sum to 0 (no exposure) are NaN
-    empty = np.diff(m.indptr) == 0
+    out = runs.matmul(x.reshape(-1, x.shape[-2] * x.shape[-1]))
+    empty = runs.empty_rows
     if empty.any():
         out[:, empty] = np.nan
-    return out.reshape(*lead, m.shape[0])
+    return out.reshape(*lead, runs.shape[0])
 
 
-def _sparse_max(m: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
-    """Row-wise maximum of ``x`` over the stored columns of each row of ``m`` (all rows non-empty)."""
+def _sparse_max(runs: CellRuns, x: np.ndarray) -> np.ndarray:
+    """Row-wise maximum of ``x`` over the stored cells of each row (NaN for a row without cells)."""
     lead = x.shape[:-2]
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)  # a maximum is exact in the input's float precision: no upcast
-    flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
-    # cells-major: gathering whole rows and reducing contiguous row blocks vectorizes across
-    # the leading fields of a block at once (measured 4-5x faster than gathering columns per field)
-    out = np.empty((flat.shape[0], m.shape[0]), flat.dtype)
-    for rows, block in _cells_major_blocks(flat):
-        out[rows] = np.maximum.reduceat(block[m.indices], m.indptr[:-1], axis=0).T
-    return out.reshape(*lead, m.shape[0])
+    out = runs.maximum(x.reshape(-1, x.shape[-2] * x.shape[-1]))
+    empty = runs.empty_rows
+    if empty.any():
+        out[:, empty] = np.nan
+    return out.reshape(*lead, runs.shape[0])
 
 
 def _prepare(lat: Any, lon: Any, communes: Any, source: str
