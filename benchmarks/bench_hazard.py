@@ -72,6 +72,7 @@ from _nationwide import BOX, forecast_dataset, grid, nationwide_region, storm_ra
 from _timing import timed
 
 from ewarn.hazard_models.cell_runs import default_threads
+from ewarn.hazard_models.flash_flood import ffg
 from ewarn.hazard_models.rainfall import DEFAULT_WINDOWS_H
 from ewarn.hazard_models.zonal import CommuneGrid
 
@@ -213,6 +214,12 @@ def main() -> int:
     tab.add("  the same product, cell runs, 1 thread", t_runs1, "(a)", t_runs1 / t_sum)
     tab.add("  (before) cells-major transposes, 8 steps at a time", t_tr, "(a)", t_tr / t_sum)
     tab.add("  (before) + scipy CSR product W @ field", t_mv, "(a)", t_mv / t_sum)
+    # the per-cell indices' part without terrain: the commune FFG ratio in one pass (windows 1, 3, 6 h,
+    # guidance of dry ground), as assess computes it
+    guidance = np.asarray(ffg(0.0, durations_h=(1.0, 3.0, 6.0)).values, dtype=np.float32)
+    runs_cov = cg.runs("total")
+    t_ffg, _ = timed(lambda: runs_cov.window_ratio_max(rain[None], np.array([1, 3, 6]), guidance), repeat=3)
+    tab.add("  of which: commune FFG ratio, one pass (cell runs)", t_ffg, "(a)", t_ffg / t_sum)
     if assess is not None:
         t_cell, res = timed(lambda: load(assess(fc, region, cache_dir=cache, options=cell)),
                             repeat=args.repeat)

@@ -247,6 +247,25 @@ def test_record_assessment_is_idempotent(tmp_path):
     assert A.latest_assessment(store, "other").empty
 
 
+def test_commune_ffg_ratio_equals_the_per_cell_threat_ratio_maximized(tmp_path):
+    # the one-pass commune FFG ratio against its definition: flash_flood.threat_ratio on every cell
+    # (windows, guidance from a per-cell antecedent rain), then the maximum over the commune's cells
+    rng = np.random.default_rng(11)
+    field = rng.gamma(0.5, 8.0, size=(2, STEPS, 4, 4)).astype(np.float32)
+    field[1, 7, 0, 3] = np.nan                    # an unknown step in commune C
+    precip = forecast(field, members=True)["precipitation"]
+    ante5 = xr.DataArray(rng.uniform(0, 90, (4, 4)), dims=("latitude", "longitude"),
+                         coords={"latitude": LAT, "longitude": LON})
+    grid = CommuneGrid.build(LAT, LON, tiny_region(tmp_path).communes)
+    want = np.asarray(grid.maximum(A._threat_cells(precip, ante5, 1.0)).values, dtype=np.float64)
+    got = A._ffg_ratio(precip, ante5, grid, 1.0)
+    assert got.shape == (2, STEPS, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got).any()
+    dry = A._ffg_ratio(precip, xr.zeros_like(ante5), grid, 1.0)
+    assert np.all(got[~np.isnan(got)] >= dry[~np.isnan(got)])  # wetter ground, lower guidance
+
+
 def test_dask_backed_forecast_gives_identical_numbers(tmp_path):
     pytest.importorskip("dask")
     rng = np.random.default_rng(3)

@@ -106,3 +106,53 @@ def test_threads_follow_the_environment(monkeypatch):
     assert default_threads() == 3
     monkeypatch.setenv("EWARN_THREADS", "zero")
     assert 1 <= default_threads() <= 8
+
+
+def _window_ratio_reference(x: np.ndarray, steps, divisor: np.ndarray, m: sp.csr_matrix) -> np.ndarray:
+    """Trailing windows (partial at the start, NaN-propagating), float32 ratio, fmax, masked max."""
+    t = x.shape[1]
+    best = None
+    for d, n in enumerate(steps):
+        win = np.zeros_like(x, dtype=np.float64)
+        for k in range(n):  # window ending at t holds x[t-k] for t-k >= 0
+            win[:, k:] += x[:, :t - k]
+        r = win.astype(np.float32) / divisor[d].astype(np.float32)
+        best = r if best is None else np.fmax(best, r)
+    mask = m.toarray() > 0
+    out = np.where(mask[None, None], best[:, :, None, :], -np.inf)
+    with np.errstate(invalid="ignore"):
+        return out.max(axis=-1).astype(np.float32)
+
+
+def test_window_ratio_max_matches_windows_ratios_and_a_masked_maximum():
+    m = _labels_matrix(seed=7)
+    runs = CellRuns.from_sparse(m)
+    rng = np.random.default_rng(8)
+    x = rng.gamma(0.6, 5.0, (3, 2 * BLOCK + 5, m.shape[1])).astype(np.float32)
+    x[1, 4, 10] = np.nan                 # one unknown step: its windows are NaN, the row's max too
+    steps = [6, 1, 3]                    # any order
+    per_cell = rng.uniform(20, 60, (3, m.shape[1])).astype(np.float32)
+    for divisor in (np.array([30.0, 12.0, 20.0]), per_cell):
+        want = _window_ratio_reference(x, steps, np.broadcast_to(
+            np.asarray(divisor, np.float32).reshape(3, -1), (3, m.shape[1])), m)
+        for threads, chunk in ((1, 4096), (2, 4096), (5, 4096), (2, 5), (1, 64)):  # runs cut at chunk edges
+            got = runs.window_ratio_max(x, steps, divisor, threads=threads, chunk=chunk)
+            assert got.dtype == np.float32 and got.shape == (3, x.shape[1], m.shape[0])
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+            assert np.array_equal(np.isnan(got), np.isnan(want))
+    nan_rows = np.isnan(runs.window_ratio_max(x, steps, [30.0, 12.0, 20.0]))
+    # the NaN step of cell 10 makes the rows covering it NaN only at step 4, where all three windows
+    # hold it; from step 5 the 1-step window is known and fmax takes it
+    rows_of_cell = np.flatnonzero(m[:, 10].toarray().ravel() > 0)
+    assert nan_rows[1, 4, rows_of_cell].all()
+    assert not nan_rows[1, 5, rows_of_cell].any()     # the 1-step window is known again: fmax ignores NaN
+    assert not nan_rows[0].any() and not nan_rows[2].any()
+
+
+def test_window_ratio_max_refuses_bad_windows_and_divisors():
+    runs = CellRuns.from_sparse(sp.eye(4, format="csr"))
+    x = np.ones((1, 3, 4))
+    with pytest.raises(ValueError, match="each >= 1"):
+        runs.window_ratio_max(x, [0], [1.0])
+    with pytest.raises(ValueError, match="divisor"):
+        runs.window_ratio_max(x, [1, 2], np.ones((2, 3)))

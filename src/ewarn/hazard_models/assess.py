@@ -779,10 +779,39 @@ def _threat_cells(precip: xr.DataArray, ante5: xr.DataArray, step: float) -> xr.
 def _ffg_ratio(precip: xr.DataArray, ante5: xr.DataArray, grid: CommuneGrid, step: float) -> np.ndarray:
     """Max over each commune's cells of the FFG threat ratio: (member?, time, commune).
 
-    Cost: the FFG durations' windows on the full grid (one grid-sized array
-    per duration), then :meth:`CommuneGrid.maximum` per time.
+    The numbers of ``grid.maximum(_threat_cells(precip, ante5, step))`` —
+    :func:`ewarn.hazard_models.flash_flood.threat_ratio` per cell, then the
+    maximum over the cells each commune covers — computed in one pass over
+    the forecast by :meth:`ewarn.hazard_models.cell_runs.CellRuns.window_ratio_max`
+    (no grid-sized window or ratio arrays; float32 window sums there are
+    float64 here, so ratios may differ in the last float32 digit).
     """
-    return np.asarray(grid.maximum(_threat_cells(precip, ante5, step)).values, dtype=np.float64)
+    p = flash_flood.flash_flood_parameters()
+    wins = [(d, round(d / step)) for d in p.threshold_durations_h
+            if d / step >= 1 - 1e-9 and abs(d / step - round(d / step)) < 1e-9]
+    if not wins:  # the per-cell path explains the step that fits no duration
+        return np.asarray(grid.maximum(_threat_cells(precip, ante5, step)).values, dtype=np.float64)
+    ante: Any = ante5 if bool(np.any(np.asarray(ante5) > 0)) else 0.0
+    guidance = flash_flood.ffg(ante, None, p, [d for d, _ in wins])
+    if "latitude" in guidance.dims:
+        guidance = guidance.transpose("duration", "latitude", "longitude")
+    divisor = np.asarray(guidance.values, dtype=np.float32).reshape(len(wins), -1)
+    steps = np.array([n for _, n in wins], dtype=np.int64)
+    runs = grid.runs("total")
+    lead = ["member"] if "member" in precip.dims else []
+    da = precip.transpose(*lead, "time", "latitude", "longitude")
+
+    def kernel(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+        three = flat.reshape(-1, *flat.shape[-2:])
+        out = runs.window_ratio_max(three, steps, divisor)
+        return out.reshape(*flat.shape[:-1], runs.shape[0])
+
+    out = xr.apply_ufunc(
+        kernel, da, input_core_dims=[["time", "latitude", "longitude"]],
+        output_core_dims=[["time", "commune"]], dask="parallelized", output_dtypes=[np.float32],
+        dask_gufunc_kwargs={"output_sizes": {"commune": grid.n_communes}, "allow_rechunk": True})
+    return np.asarray(out.values, dtype=np.float64)
 
 
 def _terrain_rain(precip: xr.DataArray, ante: xr.DataArray | None, derived: xr.Dataset, members: bool

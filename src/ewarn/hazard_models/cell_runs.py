@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 
 import numba as nb
@@ -38,6 +39,9 @@ __all__ = ["BLOCK", "CellRuns", "default_threads"]
 
 #: Time steps (rows of the field) reduced together by one pass over the runs.
 BLOCK = 8
+
+#: Cells per chunk of :meth:`CellRuns.window_ratio_max` (the last steps of a chunk stay in cache).
+CHUNK = 4096
 
 
 def default_threads() -> int:
@@ -172,7 +176,101 @@ class CellRuns:
         self._run(_max_rows, x, out, threads)
         return out
 
+    def window_ratio_max(self, fields: np.ndarray, steps: np.ndarray, divisor: np.ndarray,
+                         threads: int | None = None, chunk: int = CHUNK) -> np.ndarray:
+        """Max over each row's cells of the max over windows of trailing-window sum / divisor.
+
+        For a field ``x`` (time, cells), windows of ``n_d`` steps and a
+        divisor ``g_d`` per window (and cell): ``out[t, i] = max_{j ∈ row i}
+        fmax_d (R_d(t, j) / g_d(j))`` with ``R_d(t, j) = Σ_{k=0}^{n_d-1}
+        x[t-k, j]`` — the flash-flood threat ratio of SCIENCE.md §2 (rain
+        over a duration / flash-flood guidance) maximized over each commune
+        in one pass over the field, without grid-sized window arrays. The
+        semantics are those of :func:`ewarn.hazard_models.rainfall.accumulations`
+        (``partial=True``: a window reaching before the first step holds
+        the steps available; ``skipna=False``: a NaN step makes its windows
+        NaN), a float32 division like
+        :func:`ewarn.hazard_models.flash_flood.threat_ratio`, ``numpy.fmax``
+        over windows (a NaN window is ignored when another is known) and
+        :meth:`maximum` over cells (a NaN cell makes its row NaN).
+
+        Parameters
+        ----------
+        fields : numpy.ndarray, shape (n_series, n_times, n_cells)
+            Per-step values (rain [mm per step]) of each series (members).
+        steps : array_like of int, shape (n_windows,)
+            Window lengths [steps], each ≥ 1.
+        divisor : array_like, shape (n_windows,) or (n_windows, n_cells)
+            Per window, a constant or a value per cell (guidance [mm]).
+        threads : int, optional
+            As :meth:`matmul`.
+        chunk : int
+            Cells per work item (default :data:`CHUNK`; the results do not depend on it).
+
+        Returns
+        -------
+        numpy.ndarray of float32, shape (n_series, n_times, n_rows)
+            −inf for a row without cells.
+        """
+        x = np.asarray(fields)
+        if x.ndim != 3 or x.shape[2] != self.shape[1]:
+            raise ValueError(f"fields of shape {x.shape}: expected (series, times, {self.shape[1]}) cells")
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        x = np.ascontiguousarray(x)
+        n = np.asarray(steps, dtype=np.int64).ravel()
+        if n.size == 0 or np.any(n < 1):
+            raise ValueError(f"window lengths {n.tolist()} [steps]: give at least one, each >= 1")
+        g = np.asarray(divisor, dtype=np.float32)
+        g = g.reshape(n.size, -1) if g.size in (n.size, n.size * self.shape[1]) else None
+        if g is None:
+            raise ValueError(f"divisor of shape {np.shape(divisor)}: expected ({n.size},) or "
+                             f"({n.size}, {self.shape[1]})")
+        order = np.argsort(n, kind="stable")  # windows nested: each sum extends the shorter one
+        n, g = np.ascontiguousarray(n[order]), np.ascontiguousarray(g[order])
+        out = np.full((x.shape[0], x.shape[1], self.shape[0]), -np.inf, dtype=np.float32)
+        if x.shape[1] == 0 or self.n_runs == 0:
+            return out
+        chunk = max(1, int(chunk))
+        ptr, row, start, length = self._chunked(chunk)
+        items = x.shape[0] * (ptr.size - 1)
+        k = max(1, min(threads if threads is not None else default_threads(), items))
+        bounds = [items * i // k for i in range(k + 1)]
+        args = (chunk, ptr, row, start, length, n, g, out)
+        if k == 1:
+            _window_ratio_max(x, 0, items, *args)
+            return out
+        with ThreadPoolExecutor(max_workers=k, thread_name_prefix="ewarn-runs") as pool:
+            futures = [pool.submit(_window_ratio_max, x, lo, hi, *args)
+                       for lo, hi in pairwise(bounds) if hi > lo]
+            for f in futures:
+                f.result()
+        return out
+
     # ------------------------------------------------------------------ internals
+
+    @cached_property
+    def _chunk_cache(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        return {}
+
+    def _chunked(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Runs split at the edges of chunks of ``size`` cells: (chunk pointers, row, start, length)."""
+        if size in self._chunk_cache:
+            return self._chunk_cache[size]
+        n_chunks = max(1, -(-self.shape[1] // size))
+        first = self.start // size
+        last = (self.start + self.length - 1) // size
+        pieces = last - first + 1
+        idx = np.repeat(np.arange(self.n_runs), pieces)
+        k = np.arange(idx.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)  # piece number in its run
+        chunk = first[idx] + k
+        lo = np.maximum(self.start[idx], chunk * size)
+        hi = np.minimum(self.start[idx] + self.length[idx], (chunk + 1) * size)
+        order = np.argsort(lo, kind="stable")
+        chunk, lo, hi, row = chunk[order], lo[order], hi[order], self.row[idx][order]
+        ptr = np.searchsorted(chunk, np.arange(n_chunks + 1)).astype(np.int64)
+        self._chunk_cache[size] = (ptr, row, lo, hi - lo)
+        return self._chunk_cache[size]
 
     def _field(self, flat: np.ndarray) -> np.ndarray:
         x = np.asarray(flat)
@@ -218,18 +316,21 @@ def _matmul_rows(x, lo, hi, row, start, length, offset, data, out):  # pragma: n
         for i in range(row.size):
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
             s = start[i]
-            p = offset[i]
-            for j in range(length[i]):
-                w = data[p + j]
-                c = s + j
-                a0 += w * x0[c]
-                a1 += w * x1[c]
-                a2 += w * x2[c]
-                a3 += w * x3[c]
-                a4 += w * x4[c]
-                a5 += w * x5[c]
-                a6 += w * x6[c]
-                a7 += w * x7[c]
+            e = s + length[i]
+            # slices: indices from 0 need no wraparound check, so the loop compiles tight
+            w_ = data[offset[i]:offset[i] + length[i]]
+            y0, y1, y2, y3 = x0[s:e], x1[s:e], x2[s:e], x3[s:e]
+            y4, y5, y6, y7 = x4[s:e], x5[s:e], x6[s:e], x7[s:e]
+            for j in range(w_.size):
+                w = w_[j]
+                a0 += w * y0[j]
+                a1 += w * y1[j]
+                a2 += w * y2[j]
+                a3 += w * y3[j]
+                a4 += w * y4[j]
+                a5 += w * y5[j]
+                a6 += w * y6[j]
+                a7 += w * y7[j]
             r = row[i]
             out[t, r] += a0
             out[t + 1, r] += a1
@@ -244,10 +345,10 @@ def _matmul_rows(x, lo, hi, row, start, length, offset, data, out):  # pragma: n
         xt = x[t]
         for i in range(row.size):
             a0 = 0.0
-            s = start[i]
-            p = offset[i]
-            for j in range(length[i]):
-                a0 += data[p + j] * xt[s + j]
+            w_ = data[offset[i]:offset[i] + length[i]]
+            y = xt[start[i]:start[i] + length[i]]
+            for j in range(w_.size):
+                a0 += w_[j] * y[j]
             out[t, row[i]] += a0
         t += 1
 
@@ -262,12 +363,71 @@ def _max_rows(x, lo, hi, row, start, length, offset, data, out):  # pragma: no c
             m = ot[r]
             if m != m:  # already NaN: stays NaN
                 continue
-            s = start[i]
-            for j in range(length[i]):
-                v = xt[s + j]
+            y = xt[start[i]:start[i] + length[i]]
+            for j in range(y.size):
+                v = y[j]
                 if v != v:
                     m = v
                     break
                 if v > m:
                     m = v
             ot[r] = m
+
+
+@nb.njit(nogil=True, cache=True)
+def _window_ratio_max(x, lo, hi, size, ptr, row, start, length, steps, divisor, out):  # pragma: no cover
+    # work items [lo, hi): (series, chunk of `size` cells). Per time step the windows' sums and ratios
+    # of the chunk's cells are vectors (the loops over cells are innermost and vectorize); the rows
+    # of the last w_max steps of the chunk stay in cache. Runs are split at chunk edges beforehand,
+    # so the runs of a chunk are ptr[c]..ptr[c + 1].
+    n_cells = x.shape[2]
+    n_chunks = ptr.size - 1
+    nd = steps.size
+    per_cell = divisor.shape[1] > 1
+    acc = np.empty(size, dtype=x.dtype)
+    best = np.empty(size, dtype=np.float32)
+    for item in range(lo, hi):
+        m = item // n_chunks
+        ch = item % n_chunks
+        c0 = ch * size
+        nc = min(size, n_cells - c0)
+        xm = x[m]
+        om = out[m]
+        for t in range(x.shape[1]):
+            for j in range(nc):
+                acc[j] = 0.0
+                best[j] = np.nan
+            got = 0
+            for d in range(nd):
+                top = min(steps[d], t + 1)  # partial windows: the steps available
+                while got < top:
+                    # slices: indices from 0 need no wraparound check, so the loops vectorize
+                    xr = xm[t - got, c0:c0 + nc]
+                    for j in range(nc):
+                        acc[j] += xr[j]
+                    got += 1
+                if per_cell:
+                    gd = divisor[d, c0:c0 + nc]
+                    for j in range(nc):
+                        r = np.float32(acc[j]) / gd[j]
+                        b = best[j]
+                        best[j] = r if (r > b or b != b) else b  # numpy.fmax: a NaN gives way to a number
+                else:
+                    g0 = divisor[d, 0]
+                    for j in range(nc):
+                        r = np.float32(acc[j]) / g0
+                        b = best[j]
+                        best[j] = r if (r > b or b != b) else b
+            for i in range(ptr[ch], ptr[ch + 1]):
+                seg = best[start[i] - c0:start[i] - c0 + length[i]]
+                mx = np.float32(-np.inf)
+                for j in range(seg.size):
+                    v = seg[j]
+                    if v > mx or v != v:
+                        mx = v
+                        if v != v:
+                            break
+                r_ = row[i]
+                cur = om[t, r_]
+                if cur == cur and (mx > cur or mx != mx):  # maximum over the row: NaN wins
+                    om[t, r_] = mx
