@@ -218,7 +218,7 @@ def main() -> int:
     # guidance of dry ground), as assess computes it
     guidance = np.asarray(ffg(0.0, durations_h=(1.0, 3.0, 6.0)).values, dtype=np.float32)
     runs_cov = cg.runs("total")
-    t_ffg, _ = timed(lambda: runs_cov.window_ratio_max(rain[None], np.array([1, 3, 6]), guidance), repeat=3)
+    t_ffg, _ = timed(lambda: runs_cov.window_ratio_max(flat[None], np.array([1, 3, 6]), guidance), repeat=3)
     tab.add("  of which: commune FFG ratio, one pass (cell runs)", t_ffg, "(a)", t_ffg / t_sum)
     if assess is not None:
         t_cell, res = timed(lambda: load(assess(fc, region, cache_dir=cache, options=cell)),

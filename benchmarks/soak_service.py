@@ -12,12 +12,16 @@ cycle every ``--interval`` seconds for ``--minutes`` minutes (``--quick``:
 * **memory**: the resident set size (RSS) of the service process sampled
   every ``--sample`` seconds (psutil when installed, else ``VmRSS`` of
   ``/proc/PID/status``). Steady state starts when the first
-  ``WARMUP_CYCLES`` cycles are done (imports, caches of the terrain, the
-  cell→commune weights and the road graph are filled by then). The RSS over
-  the first ``WINDOW_CYCLES`` steady cycles is compared with the RSS over
-  the last ``WINDOW_CYCLES`` cycles: both the floor (the service between two
-  cycles: what it retains) and the peak (a cycle at work). Target: growth
-  ≤ 10 % (issue #7).
+  ``WARMUP_CYCLES`` (30) cycles are done: imports, caches of the terrain, the
+  cell→commune weights and the road graph are filled by then, and so is
+  the archive the 7-day antecedent rain is read from (28 cycles of 6 h;
+  before that each cycle reads one archived forecast more than the last, so
+  its working memory grows by design). Each steady cycle has a floor (the
+  lowest sample from its drop to the next: what the service retains) and a
+  peak (the highest: a cycle at work); the medians over the first
+  ``WINDOW_CYCLES`` (20) steady cycles are compared with those over the last
+  20. Target: growth ≤ 10 % of both (issue #7). ``--analyze DIR`` re-reports
+  a soak kept with ``--keep DIR``.
 
 Baselines, measured in the same run: the RSS of the same service idle
 (started, polling an empty folder, before the first drop), and the latency
@@ -70,10 +74,23 @@ from pathlib import Path
 
 import numpy as np
 
-#: Cycles run before steady state [-] (imports, terrain and road caches, first compilation paths).
-WARMUP_CYCLES = 3
-#: Cycles in each compared window (start and end of the steady state) [-].
-WINDOW_CYCLES = 5
+#: Days of antecedent rain each cycle reads from the archive (``pipeline``: ``antecedent(days=7)``).
+ANTECEDENT_DAYS = 7
+#: Cycles run before steady state [-]: imports, terrain and road caches, compilation, and the
+#: archive filling the antecedent window — until then each cycle reads one archived cycle more
+#: than the one before, so its working memory grows by design (7 days of 6-hourly cycles = 28).
+WARMUP_CYCLES = ANTECEDENT_DAYS * 24 // 6 + 2
+
+
+def warmup(n_ok: int) -> int:
+    """Warm-up cycles for a soak of ``n_ok`` cycles: :data:`WARMUP_CYCLES`, or 3 in a short soak
+    (``--quick``: too short to fill the antecedent window; its memory windows then compare cycles of
+    growing work)."""
+    return WARMUP_CYCLES if n_ok >= WARMUP_CYCLES + 8 else min(3, n_ok)
+#: Cycles in each compared window (start and end of the steady state) [-]. The RSS is sampled
+#: every 2 s in cycles of ~15 s, so the peak of one cycle is a sample of its true peak: the
+#: windows compare the MEDIAN over 20 cycles of each cycle's floor and peak.
+WINDOW_CYCLES = 20
 #: Growth limit of the RSS between the two windows [%] (issue #7).
 GROWTH_LIMIT_PCT = 10.0
 #: Hours between the reference times of successive cycles [h] (a GFS-like cadence).
@@ -319,6 +336,66 @@ def growth(a: float, b: float) -> float:
     return (b - a) / a * 100.0
 
 
+def memory_rows(per_cycle: list[list[float]], win: int, idle: float) -> tuple[list[tuple], bool]:
+    """The memory part of the report from the RSS samples of each steady cycle [bytes].
+
+    Each cycle's floor (lowest sample from its drop to the next drop: what
+    the service retains) and peak (highest: a cycle at work); the median
+    floor and median peak of the first ``win`` steady cycles against those of
+    the last ``win`` (target: growth ≤ GROWTH_LIMIT_PCT each), the maxima of
+    the two windows (info: one sample decides them) and the floor's trend.
+    """
+    cycles = [c for c in per_cycle if c]
+    floors = np.array([min(c) for c in cycles], dtype=float)
+    peaks = np.array([max(c) for c in cycles], dtype=float)
+    f0, f1 = float(np.median(floors[:win])), float(np.median(floors[-win:]))
+    p0, p1 = float(np.median(peaks[:win])), float(np.median(peaks[-win:]))
+    floor_g, peak_g = growth(f0, f1), growth(p0, p1)
+    per_100 = float(np.polyfit(np.arange(floors.size), floors, 1)[0]) * 100 if floors.size > 2 else np.nan
+    lim = f"growth ≤ {GROWTH_LIMIT_PCT:g} %"
+    rows: list[tuple] = [
+        ("RSS idle service [MB]", mb(idle), "", "", "(info)", None),
+        (f"RSS floor, median of {win} cycles, first → last [MB]", f"{mb(f0)} → {mb(f1)}", mb(idle),
+         f"{f1 / idle:.2f}× idle", lim, floor_g <= GROWTH_LIMIT_PCT),
+        ("RSS floor growth [%]", f"{floor_g:+.1f}", "", "", lim, floor_g <= GROWTH_LIMIT_PCT),
+        (f"RSS peak, median of {win} cycles, first → last [MB]", f"{mb(p0)} → {mb(p1)}", mb(idle),
+         f"{p1 / idle:.2f}× idle", lim, peak_g <= GROWTH_LIMIT_PCT),
+        ("RSS peak growth [%]", f"{peak_g:+.1f}", "", "", lim, peak_g <= GROWTH_LIMIT_PCT),
+        (f"RSS highest sample, first → last {win} cycles [MB]",
+         f"{mb(peaks[:win].max())} → {mb(peaks[-win:].max())}", "",
+         f"{growth(peaks[:win].max(), peaks[-win:].max()):+.1f} %", "(info)", None),
+        ("RSS floor trend, steady cycles [MB / 100 cycles]", f"{per_100 / 2**20:+.1f}", "", "", "(info)",
+         None),
+        ("RSS samples (steady)", f"{sum(len(c) for c in cycles)}", "", "", "(info)", None),
+    ]
+    return rows, floor_g <= GROWTH_LIMIT_PCT and peak_g <= GROWTH_LIMIT_PCT
+
+
+def analyze(folder: Path) -> int:
+    """Re-report the memory of a kept soak (``rss.csv``, ``cycles.csv`` of ``--keep``) with these windows."""
+    import pandas as pd
+
+    rss = pd.read_csv(folder / "rss.csv")
+    cyc = pd.read_csv(folder / "cycles.csv")
+    ok = cyc[cyc["status"] == "ok"].reset_index(drop=True)
+    warm = warmup(len(ok))
+    steady = ok.iloc[warm:]
+    if len(steady) < 4:
+        print(f"{folder}: {len(steady)} steady cycles after {warm} warm-up cycles: too few")
+        return 1
+    ends = [*steady["dropped_s"].iloc[1:], float(steady["finished_s"].iloc[-1]) + 1.0]
+    t, r = rss["t_s"].to_numpy(), rss["rss_mb"].to_numpy() * 2**20
+    per_cycle = [list(r[(t >= a) & (t < b)]) for a, b in zip(steady["dropped_s"], ends, strict=True)]
+    idle = float(np.median(r[t < float(ok["dropped_s"].iloc[0])]))
+    win = min(WINDOW_CYCLES, len(steady) // 2)
+    print(f"{folder}: {len(ok)} ok cycles, {len(steady)} steady (after {warm} warm-up cycles), "
+          f"windows of {win} cycles")
+    rows, passed = memory_rows(per_cycle, win, idle)
+    print_table(rows)
+    print(f"soak memory: {'PASS' if passed else 'MISS'}")
+    return 0
+
+
 def report(feeder: Feeder, sampler: Sampler, idle: list[int], minutes: float, interval: float,
            wall_s: float, log: Path, ws: Path) -> bool:
     from sqlalchemy import func, select
@@ -328,7 +405,8 @@ def report(feeder: Feeder, sampler: Sampler, idle: list[int], minutes: float, in
     done = [d for d in feeder.drops if d.status == "ok"]
     failed = [d for d in feeder.drops if d.status == "failed"]
     lost = [d for d in feeder.drops if d.status is None]
-    steady = done[WARMUP_CYCLES:]
+    warm = warmup(len(done))
+    steady = done[warm:]
     lat = [d.latency for d in steady]
     store = Store.open(f"sqlite:///{ws / 'ewarn.db'}")
     with store.engine.connect() as conn:
@@ -343,7 +421,7 @@ def report(feeder: Feeder, sampler: Sampler, idle: list[int], minutes: float, in
           f"source polled every 1 s, dispatch every 1 s; a cycle dropped every {interval:g} s "
           f"for {minutes:g} min ({wall_s / 60:.1f} min of wall time)")
     print("baselines: RSS — the same service idle before the first drop; latency — the first "
-          f"{min(WINDOW_CYCLES, len(steady) // 2)} steady cycles (after {WARMUP_CYCLES} warm-up cycles)")
+          f"{min(WINDOW_CYCLES, len(steady) // 2)} steady cycles (after {warm} warm-up cycles)")
     rows: list[tuple] = [
         ("cycles ok / failed / unfinished", f"{len(done)} / {len(failed)} / {len(lost)}", "", "",
          "none failed", not failed and not lost),
@@ -362,20 +440,7 @@ def report(feeder: Feeder, sampler: Sampler, idle: list[int], minutes: float, in
     first, last = steady[:win], steady[-win:]
     lat_first = [d.latency for d in first]
     lat_last = [d.latency for d in last]
-    # the RSS windows: from the drop of the window's first cycle to the finish of its last one
-    rss_first = sampler.between(first[0].dropped_mono, first[-1].finished_mono)
-    rss_last = sampler.between(last[0].dropped_mono, last[-1].finished_mono)
     idle_med = statistics.median(idle) if idle else float("nan")
-    floor_g = growth(min(rss_first), min(rss_last))
-    peak_g = growth(max(rss_first), max(rss_last))
-    # the floor of each steady cycle (lowest RSS from its drop to the next drop), and its trend
-    ends = [d.dropped_mono for d in steady[1:]] + [steady[-1].finished_mono + 1.0]
-    floors = [min(got) for d, e in zip(steady, ends, strict=True)
-              if (got := sampler.between(d.dropped_mono, e))]
-    per_100 = float("nan")
-    if len(floors) > 2:
-        per_100 = float(np.polyfit(np.arange(len(floors)), floors, 1)[0]) * 100
-    t_s = sampler.between(steady[0].dropped_mono, steady[-1].finished_mono)
     rows += [
         ("steady cycles", f"{len(steady)}", "", "", "(info)", None),
         ("latency p50 / p95 / max [s]", f"{pct(lat, 50):.1f} / {pct(lat, 95):.1f} / {max(lat):.1f}",
@@ -383,23 +448,14 @@ def report(feeder: Feeder, sampler: Sampler, idle: list[int], minutes: float, in
          f"{pct(lat, 50) / pct(lat_first, 50):.2f}×", "(info)", None),
         (f"latency p50, last {win} cycles [s]", f"{pct(lat_last, 50):.1f}",
          f"{pct(lat_first, 50):.1f}", f"{pct(lat_last, 50) / pct(lat_first, 50):.2f}×", "(info)", None),
-        ("RSS idle service [MB]", mb(idle_med), "", "", "(info)", None),
-        ("RSS floor, first → last window [MB]", f"{mb(min(rss_first))} → {mb(min(rss_last))}",
-         mb(idle_med), f"{min(rss_last) / idle_med:.2f}× idle", f"growth ≤ {GROWTH_LIMIT_PCT:g} %",
-         floor_g <= GROWTH_LIMIT_PCT),
-        ("RSS floor growth [%]", f"{floor_g:+.1f}", "", "", f"≤ {GROWTH_LIMIT_PCT:g} %",
-         floor_g <= GROWTH_LIMIT_PCT),
-        ("RSS peak, first → last window [MB]", f"{mb(max(rss_first))} → {mb(max(rss_last))}",
-         mb(idle_med), f"{max(rss_last) / idle_med:.2f}× idle", f"growth ≤ {GROWTH_LIMIT_PCT:g} %",
-         peak_g <= GROWTH_LIMIT_PCT),
-        ("RSS peak growth [%]", f"{peak_g:+.1f}", "", "", f"≤ {GROWTH_LIMIT_PCT:g} %",
-         peak_g <= GROWTH_LIMIT_PCT),
-        ("RSS floor trend, steady cycles [MB / 100 cycles]", f"{per_100 / 2**20:+.1f}", "", "", "(info)",
-         None),
-        ("RSS samples (steady)", f"{len(t_s)}", "", "", "(info)", None),
     ]
+    ends = [d.dropped_mono for d in steady[1:]] + [steady[-1].finished_mono + 1.0]
+    per_cycle = [[r for ts, r in sampler.samples if d.dropped_mono <= ts < e] for d, e in zip(steady, ends,
+                                                                                           strict=True)]
+    mem_rows, mem_ok = memory_rows(per_cycle, win, idle_med)
+    rows += mem_rows
     print_table(rows)
-    return ok and floor_g <= GROWTH_LIMIT_PCT and peak_g <= GROWTH_LIMIT_PCT
+    return ok and mem_ok
 
 
 def save_samples(folder: Path, sampler: Sampler, feeder: Feeder) -> None:
@@ -426,7 +482,11 @@ def main(argv: list[str] | None = None) -> int:
                    "(new) folder")
     p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
                    help="environment of the service, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
+    p.add_argument("--analyze", type=Path, default=None, metavar="DIR",
+                   help="re-report the memory of a soak kept with --keep DIR (no service is run)")
     args = p.parse_args(argv)
+    if args.analyze is not None:
+        return analyze(args.analyze)
     extra_env = dict(item.split("=", 1) for item in args.service_env)
     minutes = 3.0 if args.quick else args.minutes
     n_cycles = max(1, int(minutes * 60 // args.interval))

@@ -565,16 +565,26 @@ def _xarray_aware(fn: Callable[..., np.ndarray], *args: Any, **kwargs: Any) -> A
     return out[()] if out.ndim == 0 else out
 
 
+def _count_above(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Number of ``edges`` strictly below each ``x`` (``numpy.searchsorted(edges, x, "left")`` for
+    sorted edges; 0 for NaN): one vectorized comparison per edge, as the tables have a handful of
+    edges and the fields (members × times × communes) millions of values."""
+    out = np.zeros(x.shape, dtype=np.intp)
+    for e in np.asarray(edges, dtype=float).ravel():
+        out += x > e
+    return out
+
+
 def _band(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Band index: 0 below ``edges[0]``, 1 for [e0, e1], 2 for (e1, e2], ..., len(edges) above the last."""
     x = np.asarray(x, dtype=float)
-    return np.where(x >= edges[0], 1 + np.searchsorted(edges[1:], x, side="left"), 0)
+    return np.where(x >= edges[0], 1 + _count_above(x, edges[1:]), 0)
 
 
 def _class(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Class index: 0 for x <= e0 (and NaN), 1 for (e0, e1], ..., len(edges) above the last."""
     x = np.asarray(x, dtype=float)
-    return np.where(np.isnan(x), 0, np.searchsorted(edges, x, side="left"))
+    return _count_above(x, edges)
 
 
 def _codes(x: Any, name: str, hi: int, names: Mapping[str, int]) -> np.ndarray:
