@@ -14,10 +14,12 @@ Measured, each beside a baseline timed IN THE SAME RUN:
   with ``cell_indices=False`` (the level path) and ``True`` (per-cell flash-
   flood guidance);
 * (a) one ``numpy.sum`` over the forecast array — target: assess ≤ 5 × (a);
-  beside it, the two parts of assess's one zonal product (the level path's
-  cost): the cells-major transposes of the field, 8 steps at a time, and the
-  scipy CSR product itself (each alone is about 5.5 × (a), so the target is
-  out of reach of scipy's sparse kernel; see the numbers below);
+  beside it, assess's one zonal product (the level path's main cost) as it
+  is done, the weights as runs of cells streaming the time-major field
+  (:mod:`ewarn.hazard_models.cell_runs`; all threads and one), and as it
+  was done before: the cells-major transposes of the field, 8 steps at a
+  time, then scipy's CSR product (each alone about 5.5 × (a)); and the
+  commune FFG ratio in one pass (the per-cell path's main cost);
 * (b) the naive pipeline: xarray ``rolling(time=w).sum()`` for the windows
   1, 3, 6, 12, 24, 48, 72 h, MEASURED ON THE FIRST 12 STEPS AND SCALED × 72/12,
   plus rasterstats ``zonal_stats`` mean of the communes, MEASURED ON ONE
@@ -43,12 +45,19 @@ resident memory about 3 GB, set by ``assess`` with ``cell_indices=True`` —
 see the "peak GB" column); ``--quick`` for a smoke run on a coarser grid
 (0.04°, 24 steps, about 30 s).
 
-Measured 2026-11-21 on the shared 2-core machine (other jobs running), each
-beside (a) of the same run (0.017 s): assess with cached weights,
-``cell_indices=False``, 0.201 s = 12 × (a) — MISS of ≤ 5 × (a) (before:
-0.40 s = 23-25 × (a)); of it, transposes 0.092 s (5.5 × (a)) and the CSR
-product 0.093 s (5.6 × (a)), the rest (windows, levels, output) 0.016 s.
-The 51-member ensemble at 0.1°: 1.76 s — PASS of ≤ 3 s (before: 3.9-4.2 s).
+Measured 2026-11-22 on the shared 2-core machine (a VM whose speed varied
+by 2× within minutes that day), each beside (a) of the same run (0.017 s),
+three runs: assess with cached weights, ``cell_indices=False``, 0.064 /
+0.075 / 0.077 s = 3.8 / 4.1 / 4.6 × (a) — PASS of ≤ 5 × (a) (2026-11-21,
+scipy CSR: 0.201 s = 12 × (a)); of it, the zonal product 0.029-0.043 s
+(1.8-2.3 × (a), 2 threads) where the transposes and the CSR product took
+0.093-0.132 s each. ``cell_indices=True`` (the default: per-cell FFG
+ratio): 0.212-0.215 s = 12.5-13 × (a) — MISS (0.668 s = 36 × (a) and a
+3.1 GB peak before the one-pass FFG ratio; 1.3 GB now). The 51-member
+ensemble at 0.1°: 2.06 s — PASS of ≤ 3 s; but it is noisy: 3.30 s in the
+run before (MISS; before the levels change) and 2.3-4.1 s in repeated
+timings that hour, where the code of 2026-11-21 took 4.7-5.2 s in the same
+minutes (1.76 s on 2026-11-21); dask ``LocalCluster`` identical.
 """
 
 from __future__ import annotations
