@@ -10,9 +10,9 @@ step of a forecast reads the field and the weights front to back.
 
 scipy's CSR × dense kernel instead wants the field cells-major, that is a
 transpose of every time-major forecast (measured on the nationwide case:
-the transposes and the CSR product each cost ~5.5 × one ``numpy.sum`` over
-the field; the run kernel here does both jobs in ~3 ×, see
-``benchmarks/bench_hazard.py``).
+the transposes and the CSR product each cost 5.5-7.7 × one ``numpy.sum``
+over the field; the run kernel does both jobs in 1.8-2.3 × on 2 threads,
+3-6 × on one; see ``benchmarks/bench_hazard.py``).
 
 The kernels take 8 time steps at a time (each weight is read once per 8
 steps, the 8 sums are independent chains) and are compiled with numba
