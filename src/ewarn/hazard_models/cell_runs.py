@@ -124,7 +124,7 @@ class CellRuns:
         """Number of runs [-]."""
         return int(self.row.size)
 
-    @property
+    @cached_property
     def empty_rows(self) -> np.ndarray:
         """Boolean mask of the rows without any stored weight, shape ``(n_rows,)``."""
         has = np.zeros(self.shape[0], dtype=bool)
@@ -212,12 +212,7 @@ class CellRuns:
         numpy.ndarray of float32, shape (n_series, n_times, n_rows)
             −inf for a row without cells.
         """
-        x = np.asarray(fields)
-        if x.ndim != 3 or x.shape[2] != self.shape[1]:
-            raise ValueError(f"fields of shape {x.shape}: expected (series, times, {self.shape[1]}) cells")
-        if x.dtype not in (np.float32, np.float64):
-            x = x.astype(np.float64)
-        x = np.ascontiguousarray(x)
+        x = self._field(fields, ("series", "times"))
         n = np.asarray(steps, dtype=np.int64).ravel()
         if n.size == 0 or np.any(n < 1):
             raise ValueError(f"window lengths {n.tolist()} [steps]: give at least one, each >= 1")
@@ -233,18 +228,8 @@ class CellRuns:
             return out
         chunk = max(1, int(chunk))
         ptr, row, start, length = self._chunked(chunk)
-        items = x.shape[0] * (ptr.size - 1)
-        k = max(1, min(threads if threads is not None else default_threads(), items))
-        bounds = [items * i // k for i in range(k + 1)]
-        args = (chunk, ptr, row, start, length, n, g, out)
-        if k == 1:
-            _window_ratio_max(x, 0, items, *args)
-            return out
-        with ThreadPoolExecutor(max_workers=k, thread_name_prefix="ewarn-runs") as pool:
-            futures = [pool.submit(_window_ratio_max, x, lo, hi, *args)
-                       for lo, hi in pairwise(bounds) if hi > lo]
-            for f in futures:
-                f.result()
+        items = x.shape[0] * (ptr.size - 1)  # (series, chunk of cells)
+        _dispatch(_window_ratio_max, x, items, 1, threads, (chunk, ptr, row, start, length, n, g, out))
         return out
 
     # ------------------------------------------------------------------ internals
@@ -272,31 +257,41 @@ class CellRuns:
         self._chunk_cache[size] = (ptr, row, lo, hi - lo)
         return self._chunk_cache[size]
 
-    def _field(self, flat: np.ndarray) -> np.ndarray:
-        x = np.asarray(flat)
-        if x.ndim != 2 or x.shape[1] != self.shape[1]:
-            raise ValueError(f"field of shape {x.shape}: expected (fields, {self.shape[1]}) cells")
+    def _field(self, fields: np.ndarray, lead: tuple[str, ...] = ("fields",)) -> np.ndarray:
+        """The fields as a C-contiguous float32 or float64 array ``(*lead, cells)`` on this grid."""
+        x = np.asarray(fields)
+        if x.ndim != len(lead) + 1 or x.shape[-1] != self.shape[1]:
+            raise ValueError(f"field of shape {x.shape}: expected ({', '.join(lead)}, {self.shape[1]}) cells")
         if x.dtype not in (np.float32, np.float64):
             x = x.astype(np.float64)
         return np.ascontiguousarray(x)
 
     def _run(self, kernel: nb.core.dispatcher.Dispatcher, x: np.ndarray, out: np.ndarray,
              threads: int | None) -> None:
-        n = x.shape[0]
-        if n == 0 or self.n_runs == 0:
-            return
-        blocks = -(-n // BLOCK)
-        k = max(1, min(threads if threads is not None else default_threads(), blocks))
-        bounds = [min(n, BLOCK * (blocks * i // k)) for i in range(k + 1)]
-        args = (self.row, self.start, self.length, self.offset, self.data)
-        if k == 1:
-            kernel(x, 0, n, *args, out)
-            return
-        with ThreadPoolExecutor(max_workers=k, thread_name_prefix="ewarn-runs") as pool:
-            futures = [pool.submit(kernel, x, lo, hi, *args, out)
-                       for lo, hi in pairwise(bounds) if hi > lo]
-            for f in futures:
-                f.result()
+        if self.n_runs:
+            _dispatch(kernel, x, x.shape[0], BLOCK, threads,
+                      (self.row, self.start, self.length, self.offset, self.data, out))
+
+
+def _dispatch(kernel: nb.core.dispatcher.Dispatcher, x: np.ndarray, items: int, unit: int,
+              threads: int | None, args: tuple) -> None:
+    """Run ``kernel(x, lo, hi, *args)`` over ``[0, items)`` cut into one contiguous piece per thread.
+
+    Pieces are whole multiples of ``unit`` items (the blocks of the kernel)
+    except the last; with one piece the kernel runs in the calling thread.
+    """
+    if items == 0:
+        return
+    units = -(-items // unit)
+    k = max(1, min(threads if threads is not None else default_threads(), units))
+    bounds = [min(items, unit * (units * i // k)) for i in range(k + 1)]
+    if k == 1:
+        kernel(x, 0, items, *args)
+        return
+    with ThreadPoolExecutor(max_workers=k, thread_name_prefix="ewarn-runs") as pool:
+        futures = [pool.submit(kernel, x, lo, hi, *args) for lo, hi in pairwise(bounds) if hi > lo]
+        for f in futures:
+            f.result()
 
 
 # --------------------------------------------------------------------------- kernels
