@@ -333,3 +333,10 @@ def test_rainfall_table_recalibration_and_errors(tmp_path):
     assert str(copy.resolve()) in text
     assert "[antecedent_precipitation_index], field 'k'" in text
     assert "[hydromet_day], field 'confidence'" in text
+
+
+def test_window_steps_keeps_whole_multiples_of_the_step_once():
+    # 3 h steps: 1 h is shorter than a step, 4.5 h not a whole multiple; 6 h twice is kept once
+    windows, skipped = rf.window_steps([1, 3, 4.5, 6, 6.0, 24], 3.0)
+    assert windows == [(3.0, 1), (6.0, 2), (24.0, 8)]
+    assert skipped == [1.0, 4.5]

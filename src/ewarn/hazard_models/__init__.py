@@ -37,7 +37,7 @@ _NAMES = {
     "rainfall": """
         ARI_WEIGHTS DEFAULT_WINDOWS_H RainfallInputError RainfallParameters accumulations
         antecedent_precipitation_index antecedent_rainfall_index daily_totals first_exceedance
-        hydromet_daily_totals max_accumulation peak_time rain_days rainfall_parameters
+        hydromet_daily_totals max_accumulation peak_time rain_days rainfall_parameters window_steps
     """,
     "levels": """
         LEVELS LEVEL_COLOURS LEVEL_DISCLAIMER MAX_LEVEL REGION_GROUP_NAMES ZONE_CLASSES ZONE_NAMES_VI

@@ -220,7 +220,6 @@ class _GridCache:
 
     def __init__(self) -> None:
         self._grids: dict[tuple[int, bytes, bytes], CommuneGrid] = {}
-        self._mats: dict[str, CellRuns] = {}
 
     def grid(self, lat: np.ndarray, lon: np.ndarray, communes: Any, cache_dir: Path | None,
              source: str) -> CommuneGrid:
@@ -232,16 +231,6 @@ class _GridCache:
             weakref.finalize(communes, self._grids.pop, key, None)
         return g
 
-    def mean_runs(self, grid: CommuneGrid) -> CellRuns:
-        key = grid.key
-        m = self._mats.get(key)
-        if m is None:
-            m = grid.runs("area")  # row-normalized area weights
-            if len(self._mats) > 8:
-                self._mats.clear()
-            self._mats[key] = m
-        return m
-
 
 _GRIDS = _GridCache()
 
@@ -249,7 +238,7 @@ _GRIDS = _GridCache()
 def _zonal_mean(da: xr.DataArray, grid: CommuneGrid) -> xr.DataArray:
     """Area-weighted commune mean of ``da`` (..., latitude, longitude) → (..., commune); dask-ready."""
     dtype = np.float32 if da.dtype == np.float32 else np.float64
-    runs = _GRIDS.mean_runs(grid)
+    runs = grid.runs("area")  # row-normalized area weights, cached on the grid
     da = da.astype(dtype, copy=False)
     out = xr.apply_ufunc(
         _zonal_mean_kernel, da, kwargs={"runs": runs}, input_core_dims=[["latitude", "longitude"]],
@@ -765,14 +754,18 @@ def _ante5_cells(ante_g: xr.DataArray | None, precip: xr.DataArray) -> xr.DataAr
     return ante_g.isel(time=slice(-FFG_ANTECEDENT_DAYS, None)).sum("time", skipna=True)
 
 
+def _ffg_antecedent(ante5: xr.DataArray) -> Any:
+    """The FFG curve-number input: the per-cell 5-day antecedent rain, or the scalar 0 for a dry field."""
+    return ante5 if bool(np.any(np.asarray(ante5) > 0)) else 0.0
+
+
 def _threat_cells(precip: xr.DataArray, ante5: xr.DataArray, step: float) -> xr.DataArray:
     """FFG threat ratio per forecast cell: (member?, time, latitude, longitude), float32.
 
     :func:`ewarn.hazard_models.flash_flood.threat_ratio` (SCIENCE.md §2) with
     the 5-day antecedent rain of each cell (a dry field passes as the scalar 0).
     """
-    ante = ante5 if bool(np.any(np.asarray(ante5) > 0)) else 0.0
-    thr = flash_flood.threat_ratio(precip, ante, step_hours=step)
+    thr = flash_flood.threat_ratio(precip, _ffg_antecedent(ante5), step_hours=step)
     return thr.transpose(*[d for d in ("member", "time") if d in thr.dims], "latitude", "longitude")
 
 
@@ -787,12 +780,10 @@ def _ffg_ratio(precip: xr.DataArray, ante5: xr.DataArray, grid: CommuneGrid, ste
     float64 here, so ratios may differ in the last float32 digit).
     """
     p = flash_flood.flash_flood_parameters()
-    wins = [(d, round(d / step)) for d in p.threshold_durations_h
-            if d / step >= 1 - 1e-9 and abs(d / step - round(d / step)) < 1e-9]
+    wins, _ = rainfall.window_steps(p.threshold_durations_h, step)  # as threat_ratio's accumulations
     if not wins:  # the per-cell path explains the step that fits no duration
         return np.asarray(grid.maximum(_threat_cells(precip, ante5, step)).values, dtype=np.float64)
-    ante: Any = ante5 if bool(np.any(np.asarray(ante5) > 0)) else 0.0
-    guidance = flash_flood.ffg(ante, None, p, [d for d, _ in wins])
+    guidance = flash_flood.ffg(_ffg_antecedent(ante5), None, p, [d for d, _ in wins])
     if "latitude" in guidance.dims:
         guidance = guidance.transpose("duration", "latitude", "longitude")
     divisor = np.asarray(guidance.values, dtype=np.float32).reshape(len(wins), -1)

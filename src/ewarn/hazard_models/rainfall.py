@@ -60,6 +60,7 @@ __all__ = [
     "peak_time",
     "rain_days",
     "rainfall_parameters",
+    "window_steps",
 ]
 
 #: Accumulation windows [h] computed by default.
@@ -330,6 +331,37 @@ def _window_sums(x: np.ndarray, axis: int, steps: tuple[int, ...], skipna: bool,
     return np.moveaxis(out, 1, axis + 1)
 
 
+def window_steps(windows_h: Sequence[float], step_hours: float
+                 ) -> tuple[list[tuple[float, int]], list[float]]:
+    """The windows that are whole multiples of the step, as ``(hours, steps)``, and those skipped.
+
+    Parameters
+    ----------
+    windows_h : sequence of float
+        Window lengths [h].
+    step_hours : float
+        Interval length [h].
+
+    Returns
+    -------
+    windows : list of (float, int)
+        ``(w, w / step)`` for each window that is a whole multiple (≥ 1) of
+        the step, in the given order, the first of equal step counts kept.
+    skipped : list of float
+        The other windows [h].
+    """
+    windows: list[tuple[float, int]] = []
+    skipped: list[float] = []
+    for w in windows_h:  # a handful of windows
+        n = float(w) / step_hours
+        if n >= 1 - 1e-9 and abs(n - round(n)) < 1e-9:
+            if round(n) not in [m for _, m in windows]:
+                windows.append((float(w), round(n)))
+        else:
+            skipped.append(float(w))
+    return windows, skipped
+
+
 def accumulations(
     precip: xr.DataArray | xr.Dataset,
     windows_h: Sequence[float] = DEFAULT_WINDOWS_H,
@@ -394,15 +426,7 @@ def accumulations(
     """
     da = _as_precip(precip)
     step = _step_hours(da, step_hours)
-    windows: list[tuple[float, int]] = []
-    skipped: list[float] = []
-    for w in windows_h:
-        n = float(w) / step
-        if n >= 1 - 1e-9 and abs(n - round(n)) < 1e-9:
-            if round(n) not in [m for _, m in windows]:
-                windows.append((float(w), round(n)))
-        else:
-            skipped.append(float(w))
+    windows, skipped = window_steps(windows_h, step)
     if not windows:
         raise RainfallInputError(
             f"none of the windows {list(windows_h)} h is a whole multiple of the {step:g} h step; "
