@@ -20,8 +20,10 @@ APScheduler 3.x user guide, "Missed job executions and coalescing" and
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -178,24 +180,25 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     bool
         Whether the limit was set (False on non-glibc systems).
     """
-    import ctypes
-    import ctypes.util
-
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-8, int(arenas)))  # M_ARENA_MAX = -8
+        return bool(_libc().mallopt(-8, int(arenas)))  # M_ARENA_MAX = -8
     except (OSError, AttributeError):
         return False
 
 
 def release_free_memory() -> None:
     """Give freed heap pages back to the system after a cycle (glibc ``malloc_trim``; no-op elsewhere)."""
-    import contextlib
+    with contextlib.suppress(OSError, AttributeError):
+        _libc().malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> Any:
+    """The C library (``ctypes.CDLL``); OSError where there is none to load."""
     import ctypes
     import ctypes.util
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def build_scheduler(workspace: Workspace, *, threads: int = 2) -> BackgroundScheduler:

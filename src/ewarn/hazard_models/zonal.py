@@ -587,30 +587,24 @@ def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _matmul(runs: CellRuns, x: np.ndarray) -> np.ndarray:
-    """``W @ x`` over the last two (flattened) dims of ``x`` in float64; leading dims kept.
-
-    Rows of ``W`` without weights (no exposure) are NaN.
-    """
-    lead = x.shape[:-2]
-    x = np.asarray(x)
-    out = runs.matmul(x.reshape(-1, x.shape[-2] * x.shape[-1]))
-    empty = runs.empty_rows
-    if empty.any():
-        out[:, empty] = np.nan
-    return out.reshape(*lead, runs.shape[0])
+    """``W @ x`` over the last two (flattened) dims of ``x`` in float64; leading dims kept."""
+    return _per_commune(runs.matmul, runs, x)
 
 
 def _sparse_max(runs: CellRuns, x: np.ndarray) -> np.ndarray:
-    """Row-wise maximum of ``x`` over the stored cells of each row (NaN for a row without cells)."""
-    lead = x.shape[:-2]
+    """Row-wise maximum of ``x`` over the stored cells of each row (in ``x``'s float precision)."""
+    return _per_commune(runs.maximum, runs, x)
+
+
+def _per_commune(fn: Any, runs: CellRuns, x: np.ndarray) -> np.ndarray:
+    """``fn`` over the flattened grid of ``x`` (leading dims kept); NaN for rows without cells
+    (no exposure)."""
     x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)  # a maximum is exact in the input's float precision: no upcast
-    out = runs.maximum(x.reshape(-1, x.shape[-2] * x.shape[-1]))
+    out = fn(x.reshape(-1, x.shape[-2] * x.shape[-1]))
     empty = runs.empty_rows
     if empty.any():
         out[:, empty] = np.nan
-    return out.reshape(*lead, runs.shape[0])
+    return out.reshape(*x.shape[:-2], runs.shape[0])
 
 
 def _prepare(lat: Any, lon: Any, communes: Any, source: str
