@@ -84,7 +84,7 @@ def test_generated_alerts_validate_against_the_oasis_schema(schema, case):
         "all_clear": (ALL_CLEAR, {}),
         "no_polygon": (notice(polygon=[]), {}),
         "english_only": (WARNING, {"languages": ("en",)}),
-        "exercise_with_web": (WARNING, {"status": "Exercise", "web": "https://ewarn.example/cap/x.xml"}),
+        "exercise_with_web": (WARNING, {"status": "Exercise", "web": "http://127.0.0.1:8080/cap/x.xml"}),
         "heavy_rain_level2": (notice(hazard="heavy_rain", level=2, onset=None), {}),
     }[case]
     data = xml(n, **kw)
@@ -342,8 +342,8 @@ def test_malformed_documents_are_clear_errors(data, match):
 def test_atom_feed_lists_the_active_alerts():
     alerts = [xml(WARNING), notice_to_cap(notice(commune_code="02947", commune_name="Bảo Yên"),
                                           sender=SENDER)]
-    data = atom_feed(alerts, feed_id="https://ewarn.example/cap/feed.atom", title="ewarn CAP",
-                     updated=ISSUED, link_base="https://ewarn.example/")
+    data = atom_feed(alerts, feed_id="http://127.0.0.1:8080/cap/feed.atom", title="ewarn CAP",
+                     updated=ISSUED, link_base="http://127.0.0.1:8080/")
     feed = etree.fromstring(data, safe_parser())
     a = {"a": ATOM_NS}
     assert feed.tag == f"{{{ATOM_NS}}}feed"
@@ -352,8 +352,8 @@ def test_atom_feed_lists_the_active_alerts():
     entries = feed.findall("a:entry", a)
     assert len(entries) == 2
     hrefs = [e.find("a:link", a).get("href") for e in entries]
-    assert hrefs == [f"https://ewarn.example/cap/{WARNING.identifier}.xml",
-                     "https://ewarn.example/cap/ewarn-demo-20240907T12-02947-flash_landslide-warning-3.xml"]
+    assert hrefs == [f"http://127.0.0.1:8080/cap/{WARNING.identifier}.xml",
+                     "http://127.0.0.1:8080/cap/ewarn-demo-20240907T12-02947-flash_landslide-warning-3.xml"]
     assert {e.find("a:link", a).get("type") for e in entries} == {"application/cap+xml"}
     assert entries[1].findtext("a:title", namespaces=a) == (
         "Cảnh báo lũ quét, sạt lở đất cấp 3 tại xã Bảo Yên, Lào Cai")

@@ -8,13 +8,13 @@ import datetime as dt
 import pytest
 from lxml import etree
 
-from ewarn.alerts.cap import parse_cap, safe_parser, validate_cap
+from ewarn.alerts.cap import ATOM_NS, parse_cap, safe_parser, validate_cap
 from ewarn.alerts.capstore import active_alerts, read_index, write_cap_files
 from ewarn.alerts.notice import Notice
 from ewarn.config import AlertSettings
 
 T0 = dt.datetime(2024, 9, 9, 6, tzinfo=dt.UTC)
-ATOM = "{http://www.w3.org/2005/Atom}"
+ATOM = f"{{{ATOM_NS}}}"
 
 
 def _notice(kind: str, level: int, *, cycle: dt.datetime = T0, prev: int = 0, refs: tuple[str, ...] = (),
@@ -36,7 +36,7 @@ def xsd(shared_data):
 
 
 def test_warning_update_all_clear_chain(tmp_path, xsd):
-    settings = AlertSettings(cap_sender="ewarn@laocai.example.org", public_url="https://ewarn.example.org")
+    settings = AlertSettings(cap_sender="ewarn@laocai.example.org", public_url="http://127.0.0.1:8080")
     warn = _notice("warning", 2)
     assert len(write_cap_files([warn], tmp_path, settings=settings, now=T0)) == 1
     assert write_cap_files([warn], tmp_path, settings=settings, now=T0) == []  # never written twice
@@ -49,7 +49,7 @@ def test_warning_update_all_clear_chain(tmp_path, xsd):
     assert active_alerts(tmp_path, T0 + dt.timedelta(hours=7)) == [upd.identifier]
     feed = etree.fromstring((tmp_path / "feed.atom").read_bytes(), safe_parser())
     links = [e.find(f"{ATOM}link").get("href") for e in feed.findall(f"{ATOM}entry")]
-    assert links == [f"https://ewarn.example.org/cap/{upd.identifier}.xml"]
+    assert links == [f"http://127.0.0.1:8080/cap/{upd.identifier}.xml"]
 
     clear = _notice("all_clear", 0, cycle=T0 + dt.timedelta(hours=24), prev=3, refs=(upd.identifier,))
     write_cap_files([clear], tmp_path, settings=settings, now=T0 + dt.timedelta(hours=25))

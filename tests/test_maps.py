@@ -9,9 +9,9 @@ from lxml import etree
 from shapely.geometry import LineString, Polygon
 
 from ewarn.hazard_models.levels import LEVELS
-from ewarn.maps import MapLayers, render_map
+from ewarn.maps import SVG_NS, MapLayers, render_map
 
-SVG = "{http://www.w3.org/2000/svg}"
+SVG = f"{{{SVG_NS}}}"
 
 
 def _parse(svg: str) -> etree._Element:
@@ -76,4 +76,4 @@ def test_real_lao_cai_communes(shared_data):
     svg = render_map(gdf, {str(gdf["code"].iloc[0]): 2})
     root = _parse(svg)
     assert len(root.findall(f".//{SVG}path[@class='commune']")) == len(gdf)
-    assert "<script" not in svg and "http://" not in svg.replace("http://www.w3.org/2000/svg", "")
+    assert "<script" not in svg and "http://" not in svg.replace(SVG_NS, "")

@@ -336,10 +336,10 @@ def test_messages_carry_the_key_and_no_callback_unless_asked(store):
             return super().send(message)
 
     enqueue(store, _rows(2), now=T0)
-    settings = AlertSettings(public_url="https://ewarn.example.org/", batch_size=1)
+    settings = AlertSettings(public_url="http://127.0.0.1:8080/", batch_size=1)
     Dispatcher(store, Capture(), settings=settings).run_once(T0)  # the gateway builds its own callback
     Dispatcher(store, Capture(), settings=settings,
-               status_callback="https://ewarn.example.org/hook").run_once(T0)
-    assert [m.status_callback for m in seen] == ["", "https://ewarn.example.org/hook"]
+               status_callback="http://127.0.0.1:8080/hook").run_once(T0)
+    assert [m.status_callback for m in seen] == ["", "http://127.0.0.1:8080/hook"]
     assert [(m.key, m.to, m.body) for m in seen] == [("k00000", "+84980000000", "CẢNH BÁO 0"),
                                                      ("k00001", "+84980000001", "CẢNH BÁO 1")]

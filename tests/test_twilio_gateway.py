@@ -93,7 +93,7 @@ def fake() -> Iterator[FakeTwilio]:
 def _gateway(base_url: str, **options: object) -> TwilioGateway:
     table = {"from_number": "+15005550006", "api_base_url": base_url, "timeout_s": 5.0, **options}
     settings = AlertSettings(gateway="twilio", gateways={"twilio": table},
-                             public_url="https://ewarn.example.org/")
+                             public_url="http://127.0.0.1:8080/")
     gw = load_gateway("twilio", settings, environ=ENV)
     assert isinstance(gw, TwilioGateway)
     return gw
@@ -111,19 +111,19 @@ def test_request_carries_auth_to_from_body_callback(fake: FakeTwilio) -> None:
     form = req["form"]
     assert form["To"] == TO and form["From"] == "+15005550006" and form["Body"] == BODY
     # derived from [alerts] public_url
-    assert form["StatusCallback"] == "https://ewarn.example.org/webhooks/twilio/status"
+    assert form["StatusCallback"] == "http://127.0.0.1:8080/webhooks/twilio/status"
     assert "MessagingServiceSid" not in form
 
 
 def test_messaging_service_and_per_message_callback(fake: FakeTwilio) -> None:
     gw = _gateway(fake.url, from_number="", messaging_service_sid=SERVICE,
-                  status_callback="https://hooks.example.org/sms")
+                  status_callback="http://127.0.0.1:8081/sms")
     assert gw.send(SmsMessage(to=TO, body="a")).accepted
-    assert gw.send(SmsMessage(to=TO, body="b", status_callback="https://other.example.org/cb")).accepted
+    assert gw.send(SmsMessage(to=TO, body="b", status_callback="http://127.0.0.1:8082/cb")).accepted
     first, second = (r["form"] for r in fake.requests)
     assert first["MessagingServiceSid"] == SERVICE and "From" not in first
-    assert first["StatusCallback"] == "https://hooks.example.org/sms"
-    assert second["StatusCallback"] == "https://other.example.org/cb"
+    assert first["StatusCallback"] == "http://127.0.0.1:8081/sms"
+    assert second["StatusCallback"] == "http://127.0.0.1:8082/cb"
 
 
 def test_429_is_retryable_and_the_retry_goes_through(fake: FakeTwilio) -> None:
@@ -212,7 +212,7 @@ def test_bad_options_name_the_key(table: dict, needle: str) -> None:
 
 
 def test_status_callback_signature() -> None:
-    url = "https://ewarn.example.org/webhooks/twilio/status"
+    url = "http://127.0.0.1:8080/webhooks/twilio/status"
     params = {"MessageSid": "SM" + "b" * 32, "MessageStatus": "undelivered", "ErrorCode": "30003",
               "To": TO, "AccountSid": SID}
     good = RequestValidator(TOKEN).compute_signature(url, params)

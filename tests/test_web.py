@@ -22,6 +22,7 @@ from sqlalchemy import func, insert, select
 from twilio.request_validator import RequestValidator
 
 from ewarn import demo
+from ewarn.alerts.cap import ATOM_NS
 from ewarn.alerts.capstore import read_index
 from ewarn.alerts.outbox import outbox, outbox_counts
 from ewarn.config import Workspace, init_workspace
@@ -36,7 +37,7 @@ with warnings.catch_warnings():  # starlette's TestClient warns about httpx vers
 
 from ewarn.web import OPERATOR_TOKEN_ENV, create_app
 
-PUBLIC_URL = "https://ewarn.example.org/base"
+PUBLIC_URL = "http://127.0.0.1:8080/base"
 TWILIO_TOKEN = "twilio-auth-token-for-tests"
 OPERATOR_TOKEN = "operator-token-for-tests"
 NOW = demo.DEMO_CYCLE + dt.timedelta(hours=5)
@@ -273,7 +274,7 @@ def test_cap_feed_and_one_alert_are_served_with_their_media_types(demo_ws):
     assert feed.status_code == 200 and feed.headers["content-type"] == "application/atom+xml"
     assert feed.content == demo_ws.path("cap", "feed.atom").read_bytes()
     root = etree.fromstring(feed.content)
-    assert root.tag == "{http://www.w3.org/2005/Atom}feed"
+    assert root.tag == f"{{{ATOM_NS}}}feed"
     ident = sorted(read_index(demo_ws.path("cap")))[0]
     alert = client.get(f"/cap/{ident}.xml")
     assert alert.status_code == 200 and alert.headers["content-type"] == "application/cap+xml"

@@ -23,7 +23,10 @@ import shapely
 
 from ewarn.hazard_models.levels import LEVELS
 
-__all__ = ["MapLayers", "render_map"]
+__all__ = ["SVG_NS", "MapLayers", "render_map"]
+
+#: The SVG namespace (W3C SVG 1.1 §5.1): the map's root element declares it.
+SVG_NS = "http://www.w3.org/2000/svg"
 
 _LEGEND_H = 28
 
@@ -156,7 +159,7 @@ def render_map(
     height = proj.height + _LEGEND_H
     codes = communes["code"].astype(str).to_numpy()
     names = communes["name"].astype(str).to_numpy()
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="ewarn-map" viewBox="0 0 {width} {height:.0f}" '
+    out = [f'<svg xmlns="{SVG_NS}" class="ewarn-map" viewBox="0 0 {width} {height:.0f}" '
            f'width="100%" role="img" aria-label="{escape(title)}" '
            'style="max-width:100%;height:auto;font-family:sans-serif">']
     if title:
