@@ -83,31 +83,25 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
+#: Hours between the reference times of successive cycles [h] (a GFS-like cadence).
+CYCLE_STEP_HOURS = 6
 #: Days of antecedent rain each cycle reads from the archive (``pipeline``: ``antecedent(days=7)``).
 ANTECEDENT_DAYS = 7
 #: Cycles run before steady state [-]: imports, terrain and road caches, compilation, and the
 #: archive filling the antecedent window — until then each cycle reads one archived cycle more
 #: than the one before, so its working memory grows by design (7 days of 6-hourly cycles = 28).
-WARMUP_CYCLES = ANTECEDENT_DAYS * 24 // 6 + 2
-
-
-def warmup(n_ok: int) -> int:
-    """Warm-up cycles for a soak of ``n_ok`` cycles: :data:`WARMUP_CYCLES`, or 3 in a short soak
-    (``--quick``: too short to fill the antecedent window; its memory windows then compare cycles of
-    growing work)."""
-    return WARMUP_CYCLES if n_ok >= WARMUP_CYCLES + 8 else min(3, n_ok)
+WARMUP_CYCLES = ANTECEDENT_DAYS * 24 // CYCLE_STEP_HOURS + 2
 #: Cycles in each compared window (start and end of the steady state) [-]. The RSS is sampled
 #: every 2 s in cycles of ~15 s, so the peak of one cycle is a sample of its true peak: the
 #: windows compare the MEDIAN over 20 cycles of each cycle's floor and peak.
 WINDOW_CYCLES = 20
 #: Growth limit of the RSS between the two windows [%] (issue #7).
 GROWTH_LIMIT_PCT = 10.0
-#: Hours between the reference times of successive cycles [h] (a GFS-like cadence).
-CYCLE_STEP_HOURS = 6
 #: Source profile of the drop folder.
 SOURCE = "drop"
 #: Files kept in each drop folder [-].
@@ -349,7 +343,21 @@ def growth(a: float, b: float) -> float:
     return (b - a) / a * 100.0
 
 
-def memory_rows(per_cycle: list[list[float]], win: int, idle: float) -> tuple[list[tuple], bool]:
+def warmup(n_ok: int) -> int:
+    """Warm-up cycles for a soak of ``n_ok`` cycles: :data:`WARMUP_CYCLES`, or 3 in a short soak
+    (``--quick``: too short to fill the antecedent window; its memory windows then compare cycles of
+    growing work)."""
+    return WARMUP_CYCLES if n_ok >= WARMUP_CYCLES + 8 else min(3, n_ok)
+
+
+def per_cycle_samples(t: np.ndarray, rss: np.ndarray, drops: list[float], last_end: float
+                      ) -> list[np.ndarray]:
+    """The RSS samples of each cycle: from its drop to the next cycle's drop (``last_end`` for the last)."""
+    edges = np.searchsorted(t, [*drops, last_end], side="left")
+    return [rss[a:b] for a, b in pairwise(edges)]
+
+
+def memory_rows(per_cycle: list[np.ndarray], win: int, idle: float) -> tuple[list[tuple], bool]:
     """The memory part of the report from the RSS samples of each steady cycle [bytes].
 
     Each cycle's floor (lowest sample from its drop to the next drop: what
@@ -358,7 +366,7 @@ def memory_rows(per_cycle: list[list[float]], win: int, idle: float) -> tuple[li
     the last ``win`` (target: growth ≤ GROWTH_LIMIT_PCT each), the maxima of
     the two windows (info: one sample decides them) and the floor's trend.
     """
-    cycles = [c for c in per_cycle if c]
+    cycles = [c for c in per_cycle if len(c)]
     floors = np.array([min(c) for c in cycles], dtype=float)
     peaks = np.array([max(c) for c in cycles], dtype=float)
     f0, f1 = float(np.median(floors[:win])), float(np.median(floors[-win:]))
@@ -396,9 +404,8 @@ def analyze(folder: Path) -> int:
     if len(steady) < 4:
         print(f"{folder}: {len(steady)} steady cycles after {warm} warm-up cycles: too few")
         return 1
-    ends = [*steady["dropped_s"].iloc[1:], float(steady["finished_s"].iloc[-1]) + 1.0]
     t, r = rss["t_s"].to_numpy(), rss["rss_mb"].to_numpy() * 2**20
-    per_cycle = [list(r[(t >= a) & (t < b)]) for a, b in zip(steady["dropped_s"], ends, strict=True)]
+    per_cycle = per_cycle_samples(t, r, list(steady["dropped_s"]), float(steady["finished_s"].iloc[-1]) + 1.0)
     idle = float(np.median(r[t < float(ok["dropped_s"].iloc[0])]))
     win = min(WINDOW_CYCLES, len(steady) // 2)
     print(f"{folder}: {len(ok)} ok cycles, {len(steady)} steady (after {warm} warm-up cycles), "
@@ -462,9 +469,8 @@ def report(feeder: Feeder, sampler: Sampler, idle: list[int], minutes: float, in
         (f"latency p50, last {win} cycles [s]", f"{pct(lat_last, 50):.1f}",
          f"{pct(lat_first, 50):.1f}", f"{pct(lat_last, 50) / pct(lat_first, 50):.2f}×", "(info)", None),
     ]
-    ends = [d.dropped_mono for d in steady[1:]] + [steady[-1].finished_mono + 1.0]
-    per_cycle = [[r for ts, r in sampler.samples if d.dropped_mono <= ts < e] for d, e in zip(steady, ends,
-                                                                                           strict=True)]
+    t, r = (np.array(v, dtype=float) for v in zip(*sampler.samples, strict=True))
+    per_cycle = per_cycle_samples(t, r, [d.dropped_mono for d in steady], steady[-1].finished_mono + 1.0)
     mem_rows, mem_ok = memory_rows(per_cycle, win, idle_med)
     rows += mem_rows
     print_table(rows)

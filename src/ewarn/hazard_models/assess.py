@@ -237,9 +237,7 @@ _GRIDS = _GridCache()
 
 def _zonal_mean(da: xr.DataArray, grid: CommuneGrid) -> xr.DataArray:
     """Area-weighted commune mean of ``da`` (..., latitude, longitude) → (..., commune); dask-ready."""
-    dtype = np.float32 if da.dtype == np.float32 else np.float64
-    runs = grid.runs("area")  # row-normalized area weights, cached on the grid
-    da = da.astype(dtype, copy=False)
+    runs = grid.runs("area")  # row-normalized area weights, cached on the grid (any real dtype is read)
     out = xr.apply_ufunc(
         _zonal_mean_kernel, da, kwargs={"runs": runs}, input_core_dims=[["latitude", "longitude"]],
         output_core_dims=[["commune"]], dask="parallelized", output_dtypes=[np.float64],
